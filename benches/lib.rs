@@ -1,0 +1,1 @@
+//! Benchmarks live beside this file; this library is empty.

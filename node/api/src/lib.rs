@@ -1,0 +1,466 @@
+//! The node's HTTP API (axum): push ingest, batch reports, record queries, data quality and audit.
+//!
+//! `app(state) -> Router` is testable without a socket. Deny by default: every route but
+//! `/health` needs `Authorization: Bearer <token>` (the node's API token, until the coordinator's
+//! single sign-on replaces it). Errors map to status codes with a message; internals are logged,
+//! never sent. Every record read is written to the data log.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use xy_ingest::view::{Disclosure, record_view};
+use xy_ingest::{IngestError, IngestOptions, Ingestor, InputFormat};
+use xy_store::{NodeKeys, NodeStores, RecordFilter, StoreError};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    stores: NodeStores,
+    ingestor: Ingestor,
+    keys: NodeKeys,
+    token: String,
+    upload_dir: PathBuf,
+    max_upload_bytes: u64,
+}
+
+impl AppState {
+    /// State over a node's stores. Uploads are spooled to `upload_dir`, at most `max_upload_bytes`.
+    pub fn new(
+        stores: NodeStores,
+        ingestor: Ingestor,
+        keys: NodeKeys,
+        token: String,
+        upload_dir: PathBuf,
+        max_upload_bytes: u64,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                stores,
+                ingestor,
+                keys,
+                token,
+                upload_dir,
+                max_upload_bytes,
+            }),
+        }
+    }
+}
+
+/// An API error: a status and a message for the client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => {
+                Self::new(StatusCode::NOT_FOUND, format!("not found: {what}"))
+            }
+            other => {
+                tracing::error!(error = %other, "store error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error (see the node's log)",
+                )
+            }
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Store(s) => s.into(),
+            IngestError::Internal(m) => {
+                tracing::error!(error = %m, "ingest internal error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error (see the node's log)",
+                )
+            }
+            other => Self::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+        }
+    }
+}
+
+/// The router.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/ingest", post(ingest))
+        .route("/api/v1/batches/{id}", get(batch))
+        .route("/api/v1/batches/{id}/report", get(batch_report))
+        .route("/api/v1/records", get(records))
+        .route("/api/v1/records/{id}/history", get(history))
+        .route("/api/v1/quality", get(quality))
+        .route("/api/v1/audit/verify", get(audit_verify))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .merge(api)
+        .with_state(state)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(t) if constant_time_eq(t.as_bytes(), state.inner.token.as_bytes()) => {
+            next.run(request).await
+        }
+        _ => {
+            tracing::warn!(path = %request.uri().path(), "unauthenticated request refused");
+            let mut r =
+                ApiError::new(StatusCode::UNAUTHORIZED, "authentication required").into_response();
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
+    }
+}
+
+fn now_cst() -> (chrono::NaiveDate, String) {
+    let now = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!()));
+    (now.date_naive(), now.to_rfc3339())
+}
+
+#[derive(Debug, Deserialize)]
+struct IngestParams {
+    category: Option<String>,
+    source_unit: Option<String>,
+    format: Option<String>,
+    operator: Option<String>,
+}
+
+async fn ingest(
+    State(state): State<AppState>,
+    Query(p): Query<IngestParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let format = match p.format.as_deref() {
+        Some(f) => InputFormat::from_name(f).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown format {f:?} (csv, jsonl, xlsx)"),
+            )
+        })?,
+        None => match headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+        {
+            t if t.starts_with("text/csv") => InputFormat::Csv,
+            t if t.contains("ndjson")
+                || t.contains("jsonl")
+                || t.starts_with("application/json") =>
+            {
+                InputFormat::Jsonl
+            }
+            t if t.contains("spreadsheetml") => InputFormat::Xlsx,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "set Content-Type (text/csv, application/x-ndjson, xlsx) or ?format=",
+                ));
+            }
+        },
+    };
+    let inner = &state.inner;
+    tokio::fs::create_dir_all(&inner.upload_dir)
+        .await
+        .map_err(|e| internal("upload dir", e))?;
+    let ext = match format {
+        InputFormat::Csv => "csv",
+        InputFormat::Jsonl => "jsonl",
+        InputFormat::Xlsx => "xlsx",
+    };
+    let path = inner
+        .upload_dir
+        .join(format!("upload-{}.{ext}", random_hex()));
+    let result = async {
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| internal("create upload", e))?;
+        let mut stream = body.into_data_stream();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+            size += chunk.len() as u64;
+            if size > inner.max_upload_bytes {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body larger than {} bytes", inner.max_upload_bytes),
+                ));
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| internal("write upload", e))?;
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| internal("sync upload", e))?;
+        let (today, now) = now_cst();
+        let options = IngestOptions {
+            category: p.category.clone(),
+            source_unit: p.source_unit.clone(),
+            operator: p.operator.clone().unwrap_or_else(|| "http-push".into()),
+            today,
+            now,
+        };
+        let result = inner
+            .ingestor
+            .ingest_file(&path, Some(format), &options, None, None)
+            .await?;
+        Ok(Json(result).into_response())
+    }
+    .await;
+    let _ = tokio::fs::remove_file(&path).await;
+    result
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "{what}");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error (see the node's log)",
+    )
+}
+
+fn random_hex() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 8];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+async fn batch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.inner.stores.collection.batch(&id).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportParams {
+    format: Option<String>,
+    only_problems: Option<bool>,
+}
+
+async fn batch_report(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Query<ReportParams>,
+) -> Result<Response, ApiError> {
+    let rows = state.inner.stores.collection.batch_report(&id).await?;
+    let only_problems = p.only_problems.unwrap_or(false);
+    match p.format.as_deref().unwrap_or("jsonl") {
+        "jsonl" => {
+            let mut body = String::new();
+            for r in rows
+                .iter()
+                .filter(|r| !only_problems || !r.faults.is_empty() || !r.warnings.is_empty())
+            {
+                body.push_str(&xy_ingest::report::jsonl_line(r));
+                body.push('\n');
+            }
+            Ok((
+                [(header::CONTENT_TYPE, "application/x-ndjson; charset=utf-8")],
+                body,
+            )
+                .into_response())
+        }
+        "csv" => {
+            let mut out = Vec::new();
+            xy_ingest::report::write_csv(&mut out, &rows, only_problems)
+                .map_err(|e| internal("csv", e))?;
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{id}-report.csv\""),
+                    ),
+                ],
+                out,
+            )
+                .into_response())
+        }
+        other => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("unknown format {other:?} (jsonl, csv)"),
+        )),
+    }
+}
+
+/// Query parameters of `/api/v1/records`.
+#[derive(Debug, Deserialize)]
+struct RecordParams {
+    subject: Option<String>,
+    category: Option<String>,
+    source_unit: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+fn normalise_date(s: &Option<String>) -> Result<Option<String>, ApiError> {
+    s.as_deref()
+        .map(|d| {
+            xy_policy::dates::parse_date(d)
+                .map(xy_policy::dates::format_date)
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("bad date {d:?} (YYYY/MM/DD, YYYY-MM-DD or YYYYMMDD)"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+async fn records(
+    State(state): State<AppState>,
+    Query(p): Query<RecordParams>,
+) -> Result<Response, ApiError> {
+    let inner = &state.inner;
+    let mut filter = RecordFilter {
+        category: p.category.clone(),
+        source_unit: p.source_unit.clone(),
+        decided_from: normalise_date(&p.from)?,
+        decided_to: normalise_date(&p.to)?,
+        status: p.status.clone(),
+        limit: p.limit,
+        offset: p.offset,
+        ..Default::default()
+    };
+    let mut audit_subject = None;
+    if let Some(subject) = &p.subject {
+        let (code, index, shown) = xy_ingest::subject_lookup(subject, &inner.keys);
+        filter.subject_code = code;
+        filter.subject_index = index;
+        audit_subject = Some(shown);
+    }
+    let found = inner.stores.collection.query(&filter).await?;
+    let (_, now) = now_cst();
+    inner
+        .stores
+        .collection
+        .log_access(&now, "query", "api-token", serde_json::json!({
+            "via": "http", "subject": audit_subject, "category": p.category, "source_unit": p.source_unit,
+            "from": p.from, "to": p.to, "status": p.status, "returned": found.len(),
+        }))
+        .await?;
+    let views = found
+        .iter()
+        .map(|r| record_view(r, &inner.keys, Disclosure::Masked))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(serde_json::json!({ "count": views.len(), "records": views })).into_response())
+}
+
+async fn history(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+    let inner = &state.inner;
+    let versions = inner.stores.collection.history(id).await?;
+    let (_, now) = now_cst();
+    inner
+        .stores
+        .collection
+        .log_access(
+            &now,
+            "history",
+            "api-token",
+            serde_json::json!({ "via": "http", "record": id, "returned": versions.len() }),
+        )
+        .await?;
+    let views = versions
+        .iter()
+        .map(|r| record_view(r, &inner.keys, Disclosure::Masked))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(serde_json::json!({ "record": id, "versions": views })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct QualityParams {
+    format: Option<String>,
+}
+
+async fn quality(
+    State(state): State<AppState>,
+    Query(p): Query<QualityParams>,
+) -> Result<Response, ApiError> {
+    let lines = state.inner.stores.quality_report().await?;
+    match p.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(lines).into_response()),
+        "csv" => Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            xy_ingest::report::quality_csv(&lines),
+        )
+            .into_response()),
+        "text" => Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            xy_ingest::report::quality_text(&lines),
+        )
+            .into_response()),
+        other => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("unknown format {other:?} (json, csv, text)"),
+        )),
+    }
+}
+
+async fn audit_verify(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let report = state.inner.stores.collection.verify_audit().await?;
+    let status = if report.is_intact() {
+        StatusCode::OK
+    } else {
+        StatusCode::CONFLICT
+    };
+    Ok((status, Json(report)).into_response())
+}

@@ -1,0 +1,110 @@
+//! Node configuration: a TOML file (see `deploy/node.example.toml`) plus command-line overrides,
+//! and opening the node's stores and keys from it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+use xy_ingest::Ingestor;
+use xy_policy::PolicySet;
+use xy_store::{NodeKeys, NodeStores, StoreLocation};
+
+use crate::NodeArgs;
+
+/// The settings file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NodeConfig {
+    /// HTTP listen address.
+    pub(crate) listen: Option<String>,
+    /// PostgreSQL URL (production); SQLite in the data directory when absent.
+    pub(crate) database_url: Option<String>,
+    /// A policy directory replacing the built-in policies.
+    pub(crate) policies_dir: Option<PathBuf>,
+    /// Write a quality report to <data-dir>/reports every this many seconds while serving.
+    pub(crate) quality_report_interval_secs: Option<u64>,
+    /// Largest HTTP push accepted, in MiB (default 1024).
+    pub(crate) max_upload_mib: Option<u64>,
+}
+
+/// Everything a command needs to work on a node.
+pub(crate) struct Node {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) config: NodeConfig,
+    pub(crate) stores: NodeStores,
+    pub(crate) keys: NodeKeys,
+    pub(crate) ingestor: Ingestor,
+}
+
+pub(crate) fn load_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
+    let path = match &args.config {
+        Some(p) => Some(p.clone()),
+        None => Some(args.data_dir.join("node.toml")).filter(|p| p.exists()),
+    };
+    let mut config: NodeConfig = match path {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+        }
+        None => NodeConfig::default(),
+    };
+    if args.database_url.is_some() {
+        config.database_url = args.database_url.clone();
+    }
+    Ok(config)
+}
+
+pub(crate) async fn open(args: &NodeArgs) -> anyhow::Result<Node> {
+    let config = load_config(args)?;
+    open_with(&args.data_dir, config).await
+}
+
+pub(crate) async fn open_with(data_dir: &Path, config: NodeConfig) -> anyhow::Result<Node> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let location = match &config.database_url {
+        Some(url) => StoreLocation::Postgres(url.clone()),
+        None => StoreLocation::Sqlite(data_dir.join("stores")),
+    };
+    let stores = NodeStores::open(location)
+        .await
+        .context("opening the stores")?;
+    let keys = NodeKeys::load_or_create(data_dir).context("loading the node key")?;
+    let policies = match &config.policies_dir {
+        Some(dir) => PolicySet::load_dir(dir)?,
+        None => PolicySet::builtin()?,
+    };
+    let ingestor = Ingestor::new(policies, stores.collection.clone(), keys.clone());
+    Ok(Node {
+        data_dir: data_dir.to_path_buf(),
+        config,
+        stores,
+        keys,
+        ingestor,
+    })
+}
+
+/// Today's date and the current time in China Standard Time (UTC+8), where decisions are dated.
+pub(crate) fn now_cst() -> (chrono::NaiveDate, String) {
+    let offset = chrono::FixedOffset::east_opt(8 * 3600)
+        .unwrap_or_else(|| unreachable!("UTC+8 is a valid offset"));
+    let now = chrono::Utc::now().with_timezone(&offset);
+    (
+        now.date_naive(),
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+    )
+}
+
+/// The HTTP API token in <data-dir>/api.token, created (mode 0600) on first use.
+pub(crate) fn api_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("api.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(t.trim().to_owned());
+    }
+    let mut bytes = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    xy_store::write_secret(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
+}

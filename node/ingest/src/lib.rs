@@ -1,0 +1,730 @@
+//! Ingest of credit records into the collection store (归集共享库): files (CSV in UTF-8 or GBK,
+//! JSON lines, Excel `.xlsx`), database tables and HTTP pushes.
+//!
+//! The pipeline is parse → map (v1 → v2) → clean → validate → dedup → store, in two stages joined
+//! by a bounded channel: a blocking thread reads, maps, cleans, validates and seals rows; an async
+//! task looks up business keys, inserts, versions and writes the report. Memory is bounded by the
+//! channel, not by the input. A batch is one transaction: it lands whole or not at all.
+//!
+//! **Every data row ends stored, updated, duplicate or rejected with field-level reasons**, in the
+//! per-row report (JSON lines) and in the store.
+
+mod decode;
+mod prepare;
+pub mod report;
+mod source;
+pub mod view;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use chrono::NaiveDate;
+use rand::RngCore;
+use tokio::sync::mpsc;
+use xy_policy::{Category, PolicyError, PolicySet};
+use xy_store::{
+    BatchSummary, CollectionStore, NewRecord, NodeKeys, Outcome, OutcomeCounts, ReportRow,
+    StoreError,
+};
+
+use crate::prepare::{Prepared, RowContext};
+use crate::source::{ChannelSource, Counting, CsvSource, JsonlSource, RowSource, XlsxSource};
+
+pub use source::MAX_ROW_BYTES;
+
+/// Errors that stop a whole input (row problems never do: they reject the row).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The input could not be read.
+    #[error("读取输入失败：{0}")]
+    Read(std::io::Error),
+    /// The input has no header (empty file or sheet).
+    #[error("输入为空：没有表头")]
+    Empty,
+    /// The input is not of its format (broken CSV, unreadable Excel, bad header encoding).
+    #[error("输入格式错误：{0}")]
+    Malformed(String),
+    /// The header does not fit the category, or the category is unknown.
+    #[error("{0}")]
+    Policy(#[from] PolicyError),
+    /// The store failed; the batch was rolled back.
+    #[error("存储失败，本批次已回滚：{0}")]
+    Store(#[from] StoreError),
+    /// The file type is not one the node reads.
+    #[error("不支持的文件类型：{0}（支持 .csv .txt .jsonl .ndjson .xlsx）")]
+    UnsupportedFormat(String),
+    /// A source database could not be read.
+    #[error("读取源数据库失败：{0}")]
+    SourceDatabase(String),
+    /// A bug: a pipeline stage ended unexpectedly.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The input formats the node reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// CSV (UTF-8 or GBK, BOM optional, LF or CRLF).
+    Csv,
+    /// JSON lines.
+    Jsonl,
+    /// Excel 2007+ workbook.
+    Xlsx,
+}
+
+impl InputFormat {
+    /// The format of a file by its extension.
+    pub fn from_path(path: &Path) -> Result<Self, IngestError> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" | "txt" => Ok(Self::Csv),
+            "jsonl" | "ndjson" | "json" => Ok(Self::Jsonl),
+            "xlsx" => Ok(Self::Xlsx),
+            _ => Err(IngestError::UnsupportedFormat(path.display().to_string())),
+        }
+    }
+
+    /// A format by name (`csv`, `jsonl`, `xlsx`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "csv" => Some(Self::Csv),
+            "jsonl" | "ndjson" | "json" => Some(Self::Jsonl),
+            "xlsx" => Some(Self::Xlsx),
+            _ => None,
+        }
+    }
+}
+
+/// Settings of one ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// The category code or name; detected from the header when absent.
+    pub category: Option<String>,
+    /// The source unit's USCC: fills rows that lack it, and rows naming another unit are rejected.
+    pub source_unit: Option<String>,
+    /// Who runs the ingest (recorded in the data log).
+    pub operator: String,
+    /// The date against which "not in the future" is judged (China Standard Time).
+    pub today: NaiveDate,
+    /// The time of the ingest (RFC 3339), recorded on records and in the data log.
+    pub now: String,
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IngestResult {
+    /// The batch id.
+    pub batch_id: String,
+    /// The category code.
+    pub category: String,
+    /// The input.
+    pub source: String,
+    /// Format and encoding found.
+    pub format: String,
+    /// Whether legacy (v1) field names were mapped.
+    pub legacy_fields: bool,
+    /// Columns that belong to no field of the category (ignored).
+    pub unknown_columns: Vec<String>,
+    /// Counts by outcome.
+    pub counts: OutcomeCounts,
+    /// The data-log sequence number of the batch.
+    pub log_seq: i64,
+}
+
+/// Rows per chunk between the two stages.
+const CHUNK: usize = 1024;
+/// Chunks in flight between the stages (bounds memory).
+const CHANNEL_DEPTH: usize = 4;
+
+enum StageMessage {
+    Header {
+        category: Arc<Category>,
+        legacy: bool,
+        unknown_columns: Vec<String>,
+        format: String,
+    },
+    Rows(Vec<Prepared>),
+}
+
+type SourceFactory = Box<dyn FnOnce() -> Result<Box<dyn RowSource>, IngestError> + Send>;
+
+/// Ingests inputs into a collection store under a policy set.
+#[derive(Clone)]
+pub struct Ingestor {
+    policies: PolicySet,
+    collection: CollectionStore,
+    keys: NodeKeys,
+}
+
+impl Ingestor {
+    /// An ingestor writing to `collection`, sealing personal data with `keys`.
+    pub fn new(policies: PolicySet, collection: CollectionStore, keys: NodeKeys) -> Self {
+        Self {
+            policies,
+            collection,
+            keys,
+        }
+    }
+
+    /// The policies in force.
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// Ingest one file as one batch. `report` receives one JSON line per data row; `progress`
+    /// counts the input bytes read.
+    pub async fn ingest_file(
+        &self,
+        path: &Path,
+        format: Option<InputFormat>,
+        options: &IngestOptions,
+        report: Option<Box<dyn Write + Send>>,
+        progress: Option<Arc<AtomicU64>>,
+    ) -> Result<IngestResult, IngestError> {
+        let format = match format {
+            Some(f) => f,
+            None => InputFormat::from_path(path)?,
+        };
+        let owned = path.to_path_buf();
+        let count = progress.unwrap_or_default();
+        let factory: SourceFactory = Box::new(move || {
+            let open = || std::fs::File::open(&owned).map_err(IngestError::Read);
+            Ok(match format {
+                InputFormat::Csv => Box::new(CsvSource::new(Counting {
+                    inner: open()?,
+                    count,
+                })?) as Box<dyn RowSource>,
+                InputFormat::Jsonl => Box::new(JsonlSource::new(Counting {
+                    inner: open()?,
+                    count,
+                })?),
+                InputFormat::Xlsx => Box::new(XlsxSource::open(&owned)?),
+            })
+        });
+        self.run(factory, path.display().to_string(), options, report)
+            .await
+    }
+
+    /// Ingest a database table (any sqlx URL: `sqlite://…`, `postgres://…`) as one batch.
+    pub async fn ingest_table(
+        &self,
+        url: &str,
+        table: &str,
+        options: &IngestOptions,
+        report: Option<Box<dyn Write + Send>>,
+    ) -> Result<IngestResult, IngestError> {
+        let valid_name = !table.is_empty()
+            && table.split('.').all(|p| {
+                !p.is_empty() && p.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+            });
+        if !valid_name {
+            return Err(IngestError::SourceDatabase(format!(
+                "表名 {table:?} 不合法"
+            )));
+        }
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .map_err(|e| IngestError::SourceDatabase(e.to_string()))?;
+        let (tx, rx) = mpsc::channel(CHUNK);
+        let (header_tx, header_rx) = tokio::sync::oneshot::channel();
+        let sql = format!("SELECT * FROM {table}");
+        tokio::spawn(async move { stream_table(pool, sql, header_tx, tx).await });
+        let headers = match header_rx.await {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(IngestError::Internal("table reader ended".into())),
+        };
+        let what = format!("table {table}");
+        let factory: SourceFactory = Box::new(move || {
+            Ok(Box::new(ChannelSource { headers, rx, what }) as Box<dyn RowSource>)
+        });
+        let source = format!("{}#{table}", redact_url(url));
+        self.run(factory, source, options, report).await
+    }
+
+    /// The valid, first-seen records of a CSV file as the pipeline would store them, in chunks,
+    /// without touching a store: the pre-parsed rows of the bare-insert baseline in benchmarks.
+    pub fn prepared_records(
+        &self,
+        path: &Path,
+        options: &IngestOptions,
+    ) -> Result<impl Iterator<Item = Vec<NewRecord>> + use<>, IngestError> {
+        let mut source = CsvSource::new(std::fs::File::open(path).map_err(IngestError::Read)?)?;
+        let category = match &options.category {
+            Some(c) => self.policies.category(c)?,
+            None => self.policies.detect(source.headers())?,
+        };
+        let mapping = category.map_header(source.headers())?;
+        let keys = self.keys.clone();
+        let today = options.today;
+        let mut seen = std::collections::HashSet::new();
+        let mut row = 0u64;
+        let mut rng = rand::rng();
+        Ok(std::iter::from_fn(move || {
+            let ctx = RowContext {
+                category: &category,
+                keys: &keys,
+                today,
+                source_unit: None,
+            };
+            let mut chunk = Vec::with_capacity(xy_store::INSERT_CHUNK);
+            while chunk.len() < xy_store::INSERT_CHUNK {
+                let Some(Ok(Ok(cells))) = source.next_row() else {
+                    break;
+                };
+                row += 1;
+                if let Prepared::Valid { record, .. } = ctx.prepare(row, &mapping, &cells, &mut rng)
+                {
+                    if seen.insert(record.key_hash.clone()) {
+                        chunk.push(record);
+                    }
+                }
+            }
+            (!chunk.is_empty()).then_some(chunk)
+        }))
+    }
+
+    async fn run(
+        &self,
+        factory: SourceFactory,
+        source_name: String,
+        options: &IngestOptions,
+        report: Option<Box<dyn Write + Send>>,
+    ) -> Result<IngestResult, IngestError> {
+        let (tx, mut rx) = mpsc::channel::<StageMessage>(CHANNEL_DEPTH);
+        let policies = self.policies.clone();
+        let keys = self.keys.clone();
+        let opts = options.clone();
+        let cpu = tokio::task::spawn_blocking(move || {
+            prepare_stage(factory, &policies, &keys, &opts, tx)
+        });
+        let header = rx.recv().await;
+        let Some(StageMessage::Header {
+            category,
+            legacy,
+            unknown_columns,
+            format,
+        }) = header
+        else {
+            // The CPU stage failed before the header: its error explains why.
+            return Err(join_error(cpu.await).err().unwrap_or(IngestError::Empty));
+        };
+        let batch_id = new_batch_id(&options.now);
+        let mut writer = self.collection.begin_batch().await?;
+        let mut report = report.map(std::io::BufWriter::new);
+        let mut counts = OutcomeCounts::default();
+        let mut units = SourceUnits::default();
+        let mut failure: Option<IngestError> = None;
+        while let Some(msg) = rx.recv().await {
+            let StageMessage::Rows(rows) = msg else {
+                continue;
+            };
+            units.note(&rows);
+            if let Err(e) = write_chunk(
+                &mut writer,
+                &category.code,
+                &batch_id,
+                &options.now,
+                rows,
+                &mut counts,
+                report.as_mut(),
+            )
+            .await
+            {
+                failure = Some(e);
+                break;
+            }
+        }
+        drop(rx);
+        let stage = join_error(cpu.await);
+        if let Some(e) = failure.or(stage.err()) {
+            writer.rollback().await?;
+            return Err(e);
+        }
+        let summary = BatchSummary {
+            batch_id: batch_id.clone(),
+            operator: options.operator.clone(),
+            source_unit: options
+                .source_unit
+                .clone()
+                .unwrap_or_else(|| units.batch_unit()),
+            category: category.code.clone(),
+            source: source_name.clone(),
+            counts,
+            detail: serde_json::json!({ "format": format, "legacy_fields": legacy, "unknown_columns": unknown_columns }),
+        };
+        let entry = writer.commit(&options.now, &summary).await?;
+        if let Some(r) = report.as_mut() {
+            r.flush().map_err(IngestError::Read)?;
+        }
+        tracing::info!(batch = %batch_id, category = %category.code, total = counts.total, stored = counts.stored,
+            updated = counts.updated, duplicate = counts.duplicate, rejected = counts.rejected, "batch committed");
+        Ok(IngestResult {
+            batch_id,
+            category: category.code.clone(),
+            source: source_name,
+            format,
+            legacy_fields: legacy,
+            unknown_columns,
+            counts,
+            log_seq: entry.seq,
+        })
+    }
+}
+
+fn join_error(
+    r: Result<Result<(), IngestError>, tokio::task::JoinError>,
+) -> Result<(), IngestError> {
+    match r {
+        Ok(inner) => inner,
+        Err(e) => Err(IngestError::Internal(format!("ingest stage failed: {e}"))),
+    }
+}
+
+fn new_batch_id(now: &str) -> String {
+    let stamp: String = now.chars().filter(char::is_ascii_digit).take(14).collect();
+    let mut r = [0u8; 6];
+    rand::rng().fill_bytes(&mut r);
+    format!("B{stamp}-{}", hex_lower(&r))
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// How a subject identifier is looked up: a USCC by its code, anything else as a personal identity
+/// number through its blind index. Returns (code, blind index, a form safe to log).
+pub fn subject_lookup(subject: &str, keys: &NodeKeys) -> (Option<String>, Option<String>, String) {
+    let mut s = xy_policy::text::trim_all(subject).to_owned();
+    xy_policy::text::to_half_width(&mut s);
+    s.make_ascii_uppercase();
+    match xy_policy::identifiers::check_uscc(&s) {
+        xy_policy::identifiers::CodeCheck::Invalid(_) => {
+            let shown = xy_policy::identifiers::mask_id_number(&s);
+            (None, Some(keys.blind_index(&s)), shown)
+        }
+        _ => (Some(s.clone()), None, s),
+    }
+}
+
+/// Strip a password from a database URL before it is logged or stored.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn prepare_stage(
+    factory: SourceFactory,
+    policies: &PolicySet,
+    keys: &NodeKeys,
+    options: &IngestOptions,
+    tx: mpsc::Sender<StageMessage>,
+) -> Result<(), IngestError> {
+    let mut source = factory()?;
+    let category = match &options.category {
+        Some(c) => policies.category(c)?,
+        None => policies.detect(source.headers())?,
+    };
+    let mut mapping = category.map_header(source.headers())?;
+    let header = StageMessage::Header {
+        category: category.clone(),
+        legacy: mapping.legacy,
+        unknown_columns: mapping.unknown_columns.clone(),
+        format: source.describe(),
+    };
+    if tx.blocking_send(header).is_err() {
+        return Ok(());
+    }
+    let ctx = RowContext {
+        category: &category,
+        keys,
+        today: options.today,
+        source_unit: options.source_unit.as_deref(),
+    };
+    let mut rng = rand::rng();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut row = 0u64;
+    while let Some(next) = source.next_row() {
+        let cells = next?;
+        row += 1;
+        if source.headers().len() != mapping.width() {
+            mapping = category.map_header(source.headers())?;
+        }
+        chunk.push(match cells {
+            Ok(cells) => ctx.prepare(row, &mapping, &cells, &mut rng),
+            Err(e) => ctx.reject_unreadable(row, &mapping, e),
+        });
+        if chunk.len() == CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            if tx.blocking_send(StageMessage::Rows(full)).is_err() {
+                // The writer stopped (and will report why).
+                return Ok(());
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.blocking_send(StageMessage::Rows(chunk));
+    }
+    Ok(())
+}
+
+/// The source units named by the valid rows of a batch without a declared unit: the batch is
+/// attributed to the unit when there is exactly one.
+#[derive(Default)]
+struct SourceUnits {
+    first: Option<String>,
+    several: bool,
+}
+
+impl SourceUnits {
+    fn note(&mut self, rows: &[Prepared]) {
+        for p in rows {
+            if let Prepared::Valid { record, .. } = p {
+                match &self.first {
+                    None => self.first = Some(record.source_unit.clone()),
+                    Some(u) if *u != record.source_unit => self.several = true,
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+
+    fn batch_unit(&self) -> String {
+        match (&self.first, self.several) {
+            (Some(u), false) => u.clone(),
+            (Some(_), true) => "(多个来源单位)".into(),
+            (None, _) => String::new(),
+        }
+    }
+}
+
+enum KeyState {
+    /// Queued for insert in this chunk.
+    Pending { content_hash: String },
+    /// In the store.
+    Known { id: i64, content_hash: String },
+}
+
+async fn write_chunk(
+    writer: &mut xy_store::BatchWriter,
+    category: &str,
+    batch_id: &str,
+    now: &str,
+    rows: Vec<Prepared>,
+    counts: &mut OutcomeCounts,
+    mut report: Option<&mut std::io::BufWriter<Box<dyn Write + Send>>>,
+) -> Result<(), IngestError> {
+    let lookup_keys: Vec<&str> = rows
+        .iter()
+        .filter_map(|p| match p {
+            Prepared::Valid { record, .. } => Some(record.key_hash.as_str()),
+            Prepared::Rejected { .. } => None,
+        })
+        .collect();
+    let existing = writer.lookup(category, &lookup_keys).await?;
+    let mut state: HashMap<String, KeyState> = existing
+        .into_iter()
+        .map(|(k, e)| {
+            (
+                k,
+                KeyState::Known {
+                    id: e.id,
+                    content_hash: e.content_hash,
+                },
+            )
+        })
+        .collect();
+    let mut to_insert: Vec<NewRecord> = Vec::new();
+    let mut remarks: Vec<ReportRow> = Vec::new();
+    for p in rows {
+        let line = match p {
+            Prepared::Rejected {
+                row,
+                faults,
+                warnings,
+            } => ReportRow {
+                row,
+                outcome: Outcome::Rejected,
+                faults,
+                warnings,
+            },
+            Prepared::Valid {
+                row,
+                record,
+                warnings,
+            } => {
+                let outcome = match state.get(&record.key_hash) {
+                    None => {
+                        state.insert(
+                            record.key_hash.clone(),
+                            KeyState::Pending {
+                                content_hash: record.content_hash.clone(),
+                            },
+                        );
+                        to_insert.push(record);
+                        Outcome::Stored
+                    }
+                    Some(
+                        KeyState::Pending { content_hash, .. }
+                        | KeyState::Known { content_hash, .. },
+                    ) if *content_hash == record.content_hash => Outcome::Duplicate,
+                    Some(KeyState::Known { id, .. }) => {
+                        let id = *id;
+                        let key = record.key_hash.clone();
+                        let hash = record.content_hash.clone();
+                        writer.supersede(id, batch_id, now, record).await?;
+                        state.insert(
+                            key,
+                            KeyState::Known {
+                                id,
+                                content_hash: hash,
+                            },
+                        );
+                        Outcome::Updated
+                    }
+                    Some(KeyState::Pending { .. }) => {
+                        // A changed row for a key first seen earlier in this chunk: store the
+                        // earlier rows first so the change can be versioned against them.
+                        flush_inserts(writer, batch_id, now, &mut to_insert, &mut state).await?;
+                        let Some(KeyState::Known { id, .. }) = state.get(&record.key_hash) else {
+                            return Err(IngestError::Internal("pending key not flushed".into()));
+                        };
+                        let id = *id;
+                        let key = record.key_hash.clone();
+                        let hash = record.content_hash.clone();
+                        writer.supersede(id, batch_id, now, record).await?;
+                        state.insert(
+                            key,
+                            KeyState::Known {
+                                id,
+                                content_hash: hash,
+                            },
+                        );
+                        Outcome::Updated
+                    }
+                };
+                ReportRow {
+                    row,
+                    outcome,
+                    faults: Vec::new(),
+                    warnings,
+                }
+            }
+        };
+        counts.add(line.outcome);
+        if let Some(r) = report.as_mut() {
+            report::write_jsonl_line(r, &line).map_err(IngestError::Read)?;
+        }
+        if line.outcome != Outcome::Stored || !line.warnings.is_empty() {
+            remarks.push(line);
+        }
+    }
+    flush_inserts(writer, batch_id, now, &mut to_insert, &mut state).await?;
+    writer.report(batch_id, &remarks).await?;
+    Ok(())
+}
+
+async fn flush_inserts(
+    writer: &mut xy_store::BatchWriter,
+    batch_id: &str,
+    now: &str,
+    to_insert: &mut Vec<NewRecord>,
+    state: &mut HashMap<String, KeyState>,
+) -> Result<(), IngestError> {
+    if to_insert.is_empty() {
+        return Ok(());
+    }
+    let records = std::mem::take(to_insert);
+    let keys: Vec<String> = records.iter().map(|r| r.key_hash.clone()).collect();
+    let ids = writer.insert(batch_id, now, records).await?;
+    for (key, id) in keys.into_iter().zip(ids) {
+        if let Some(s) = state.get_mut(&key) {
+            if let KeyState::Pending { content_hash } = s {
+                let content_hash = std::mem::take(content_hash);
+                *s = KeyState::Known { id, content_hash };
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn stream_table(
+    pool: sqlx::AnyPool,
+    sql: String,
+    header_tx: tokio::sync::oneshot::Sender<Result<Vec<String>, IngestError>>,
+    tx: mpsc::Sender<Result<Vec<String>, IngestError>>,
+) {
+    use futures_lite::StreamExt;
+    use sqlx::{Column, Row};
+    let mut header_tx = Some(header_tx);
+    let mut stream = sqlx::query(&sql).fetch(&pool);
+    loop {
+        let next = stream.next().await;
+        let row = match next {
+            None => break,
+            Some(Err(e)) => {
+                let err = IngestError::SourceDatabase(e.to_string());
+                match header_tx.take() {
+                    Some(h) => {
+                        let _ = h.send(Err(err));
+                    }
+                    None => {
+                        let _ = tx.send(Err(err)).await;
+                    }
+                }
+                return;
+            }
+            Some(Ok(row)) => row,
+        };
+        if let Some(h) = header_tx.take() {
+            let headers = row.columns().iter().map(|c| c.name().to_owned()).collect();
+            if h.send(Ok(headers)).is_err() {
+                return;
+            }
+        }
+        let cells = (0..row.columns().len())
+            .map(|i| any_cell(&row, i))
+            .collect();
+        if tx.send(Ok(cells)).await.is_err() {
+            return;
+        }
+    }
+    if let Some(h) = header_tx.take() {
+        let _ = h.send(Err(IngestError::Empty));
+    }
+}
+
+fn any_cell(row: &sqlx::any::AnyRow, i: usize) -> String {
+    use sqlx::Row;
+    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        return v.unwrap_or_default();
+    }
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        return v.map(|x| x.to_string()).unwrap_or_default();
+    }
+    if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+        return v.map(|x| x.to_string()).unwrap_or_default();
+    }
+    if let Ok(v) = row.try_get::<Option<bool>, _>(i) {
+        return v.map(|x| x.to_string()).unwrap_or_default();
+    }
+    // A type the node cannot read as text: the cell becomes U+FFFD and the row is rejected.
+    "\u{FFFD}".to_owned()
+}

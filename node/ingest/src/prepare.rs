@@ -1,0 +1,207 @@
+//! The CPU stage of ingest for one row: v1 → v2 mapping, cleaning, validation, and for a valid row
+//! the stored form: keyed hashes, the payload and the SM4-sealed personal fields.
+
+use chrono::NaiveDate;
+use xy_policy::dates::parse_date;
+use xy_policy::{Category, HeaderMapping};
+use xy_store::{NewRecord, NodeKeys, RowFault};
+
+use crate::source::RowError;
+
+/// A row after the CPU stage.
+#[derive(Debug)]
+pub(crate) enum Prepared {
+    Valid {
+        row: u64,
+        record: NewRecord,
+        warnings: Vec<String>,
+    },
+    Rejected {
+        row: u64,
+        faults: Vec<RowFault>,
+        warnings: Vec<String>,
+    },
+}
+
+pub(crate) struct RowContext<'a> {
+    pub(crate) category: &'a Category,
+    pub(crate) keys: &'a NodeKeys,
+    pub(crate) today: NaiveDate,
+    pub(crate) source_unit: Option<&'a str>,
+}
+
+impl RowContext<'_> {
+    pub(crate) fn reject_unreadable(
+        &self,
+        row: u64,
+        mapping: &HeaderMapping,
+        error: RowError,
+    ) -> Prepared {
+        let _ = mapping;
+        let field = error
+            .column
+            .as_deref()
+            .map(|c| {
+                let upper = c.trim().to_ascii_uppercase();
+                if self.category.field_index(&upper).is_some() {
+                    upper
+                } else {
+                    c.to_owned()
+                }
+            })
+            .unwrap_or_default();
+        Prepared::Rejected {
+            row,
+            faults: vec![RowFault {
+                field,
+                rule: error.rule.to_owned(),
+                reason: error.reason,
+            }],
+            warnings: Vec::new(),
+        }
+    }
+
+    pub(crate) fn prepare(
+        &self,
+        row: u64,
+        mapping: &HeaderMapping,
+        cells: &[String],
+        rng: &mut impl rand::RngCore,
+    ) -> Prepared {
+        let cat = self.category;
+        let mut values = cat.map_row(mapping, cells.iter().map(String::as_str));
+        cat.clean(&mut values);
+        let su_field = cat.source_unit_field();
+        if let Some(su) = self.source_unit {
+            if values[su_field].is_empty() {
+                su.clone_into(&mut values[su_field]);
+            }
+        }
+        let verdict = cat.validate(&values, self.today);
+        let mut faults: Vec<RowFault> = verdict
+            .faults
+            .into_iter()
+            .map(|f| RowFault {
+                field: f.field,
+                rule: f.rule,
+                reason: f.reason,
+            })
+            .collect();
+        if let Some(su) = self.source_unit {
+            if !values[su_field].is_empty() && values[su_field] != su {
+                let f = &cat.fields[su_field];
+                faults.push(RowFault {
+                    field: f.name.clone(),
+                    rule: "source_unit_mismatch".into(),
+                    reason: format!(
+                        "{}（{}）：{} 与本批次声明的来源单位 {su} 不一致",
+                        f.name, f.label, values[su_field]
+                    ),
+                });
+            }
+        }
+        if !faults.is_empty() {
+            return Prepared::Rejected {
+                row,
+                faults,
+                warnings: verdict.warnings,
+            };
+        }
+        Prepared::Valid {
+            row,
+            record: self.record(&values, rng),
+            warnings: verdict.warnings,
+        }
+    }
+
+    fn record(&self, values: &[String], rng: &mut impl rand::RngCore) -> NewRecord {
+        let cat = self.category;
+        let key = cat.business_key(values);
+        let key_hash = self.keys.keyed_hash(&[
+            b"business-key",
+            cat.code.as_bytes(),
+            key.document.as_bytes(),
+            key.subject.as_bytes(),
+            key.source_unit.as_bytes(),
+        ]);
+        // Non-personal fields go to the payload, personal ones to a separate object that is sealed.
+        let mut payload = String::with_capacity(1024);
+        let mut personal = String::new();
+        for (field, value) in cat.fields.iter().zip(values) {
+            if value.is_empty() {
+                continue;
+            }
+            let out = if field.personal {
+                &mut personal
+            } else {
+                &mut payload
+            };
+            out.push(if out.is_empty() { '{' } else { ',' });
+            push_json_str(out, &field.name);
+            out.push(':');
+            push_json_str(out, value);
+        }
+        close_object(&mut payload);
+        let content_hash =
+            self.keys
+                .keyed_hash(&[b"content", payload.as_bytes(), personal.as_bytes()]);
+        let personal = (!personal.is_empty()).then(|| {
+            close_object(&mut personal);
+            self.keys
+                .seal(key_hash.as_bytes(), personal.as_bytes(), rng)
+        });
+        let decision = parse_date(&values[cat.decision_date_field()]).ok();
+        let status = match cat.status_field().map(|i| values[i].as_str()) {
+            Some("2") => "inactive",
+            _ => "active",
+        };
+        NewRecord {
+            category: cat.code.clone(),
+            key_hash,
+            status: status.to_owned(),
+            source_unit: key.source_unit.to_owned(),
+            subject_code: cat.subject_uscc(values).map(str::to_owned),
+            subject_index: cat
+                .subject_id_number(values)
+                .map(|id| self.keys.blind_index(id)),
+            document_number: key.document.to_owned(),
+            decision_date: decision.map(xy_policy::dates::format_date),
+            lag_days: decision.map(|d| (self.today - d).num_days()),
+            content_hash,
+            payload,
+            personal,
+        }
+    }
+}
+
+fn close_object(out: &mut String) {
+    if out.is_empty() {
+        out.push('{');
+    }
+    out.push('}');
+}
+
+/// Append `s` as a JSON string literal.
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let esc: Option<&str> = match c {
+            '"' => Some("\\\""),
+            '\\' => Some("\\\\"),
+            '\n' => Some("\\n"),
+            '\r' => Some("\\r"),
+            '\t' => Some("\\t"),
+            c if (c as u32) < 0x20 => None,
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        match esc {
+            Some(e) => out.push_str(e),
+            None => out.push_str(&format!("\\u{:04x}", c as u32)),
+        }
+        start = i + c.len_utf8();
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}

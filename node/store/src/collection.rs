@@ -1,0 +1,603 @@
+//! 归集共享库: the collection/sharing store. Records per category, source unit, ingest batch and
+//! version; the per-row reports of every batch; the hash-chained data log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyPool, Row, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::StoreError;
+use crate::datalog::{self, LogEntry};
+use crate::db::{Backend, placeholders, values_clause};
+
+/// A record ready to be stored: the indexed columns and the payload. Personal fields are already
+/// sealed (`personal`) and absent from `payload`.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    /// Category code, e.g. `xzcf`.
+    pub category: String,
+    /// Keyed hash (HMAC-SM3, hex) of the business key.
+    pub key_hash: String,
+    /// Record status, e.g. `active`.
+    pub status: String,
+    /// Source unit USCC.
+    pub source_unit: String,
+    /// The subject's USCC, for legal persons and 个体工商户.
+    pub subject_code: Option<String>,
+    /// Blind index (HMAC-SM3, hex) of a natural person's identity number.
+    pub subject_index: Option<String>,
+    /// Decision document number.
+    pub document_number: String,
+    /// Decision date, `YYYY/MM/DD`.
+    pub decision_date: Option<String>,
+    /// Days from decision to ingest (timeliness).
+    pub lag_days: Option<i64>,
+    /// Keyed hash (hex) of the full cleaned content; equal hashes mean identical records.
+    pub content_hash: String,
+    /// The non-personal fields as a JSON object.
+    pub payload: String,
+    /// Personal fields, SM4-GCM sealed, hex.
+    pub personal: Option<String>,
+}
+
+/// The current version of a record found by business key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingRecord {
+    /// Record id.
+    pub id: i64,
+    /// Current version.
+    pub version: i64,
+    /// Content hash of the current version.
+    pub content_hash: String,
+}
+
+/// The outcome of one ingested row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A new record.
+    Stored,
+    /// A new version of an existing record (the old one went to history).
+    Updated,
+    /// Identical to the current version: nothing changed.
+    Duplicate,
+    /// Refused, with field-level reasons.
+    Rejected,
+}
+
+impl Outcome {
+    /// The report spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Updated => "updated",
+            Self::Duplicate => "duplicate",
+            Self::Rejected => "rejected",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "stored" => Self::Stored,
+            "updated" => Self::Updated,
+            "duplicate" => Self::Duplicate,
+            "rejected" => Self::Rejected,
+            other => return Err(StoreError::Corrupt(format!("unknown outcome {other:?}"))),
+        })
+    }
+}
+
+/// A field-level fault of a rejected row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowFault {
+    /// Standard field name.
+    pub field: String,
+    /// Rule id.
+    pub rule: String,
+    /// Reason in Chinese.
+    pub reason: String,
+}
+
+/// One line of a batch report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRow {
+    /// 1-based data row number.
+    pub row: u64,
+    /// What happened to the row.
+    pub outcome: Outcome,
+    /// Faults (rejected rows only).
+    pub faults: Vec<RowFault>,
+    /// Warnings.
+    pub warnings: Vec<String>,
+}
+
+/// Counts by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutcomeCounts {
+    /// Data rows seen.
+    pub total: u64,
+    /// New records.
+    pub stored: u64,
+    /// New versions.
+    pub updated: u64,
+    /// Identical rows.
+    pub duplicate: u64,
+    /// Refused rows.
+    pub rejected: u64,
+}
+
+impl OutcomeCounts {
+    /// Count one outcome.
+    pub fn add(&mut self, outcome: Outcome) {
+        self.total += 1;
+        match outcome {
+            Outcome::Stored => self.stored += 1,
+            Outcome::Updated => self.updated += 1,
+            Outcome::Duplicate => self.duplicate += 1,
+            Outcome::Rejected => self.rejected += 1,
+        }
+    }
+}
+
+/// The description of a finished batch, written to the data log when the batch commits.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchSummary {
+    /// Batch id.
+    pub batch_id: String,
+    /// Who ran the ingest.
+    pub operator: String,
+    /// Declared source unit.
+    pub source_unit: String,
+    /// Category code.
+    pub category: String,
+    /// The file, URL or table the batch came from.
+    pub source: String,
+    /// Counts by outcome.
+    pub counts: OutcomeCounts,
+    /// Extra facts (unknown columns, schema version, …) as JSON.
+    pub detail: serde_json::Value,
+}
+
+/// A stored record as read back.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredRecord {
+    /// Record id.
+    pub id: i64,
+    /// Category code.
+    pub category: String,
+    /// Version, from 1.
+    pub version: i64,
+    /// Status.
+    pub status: String,
+    /// Source unit USCC.
+    pub source_unit: String,
+    /// Subject USCC, if any.
+    pub subject_code: Option<String>,
+    /// Decision document number.
+    pub document_number: String,
+    /// Decision date.
+    pub decision_date: Option<String>,
+    /// The batch that wrote this version.
+    pub batch_id: String,
+    /// Non-personal fields.
+    pub payload: serde_json::Value,
+    /// Sealed personal fields (hex), opened only by the node's keys.
+    #[serde(skip)]
+    pub personal: Option<String>,
+    /// The business-key hash the personal fields are sealed to.
+    #[serde(skip)]
+    pub key_hash: Option<String>,
+    /// When this version was ingested.
+    pub ingested_at: String,
+}
+
+/// Filters of a record query (all optional, combined with AND).
+#[derive(Debug, Clone, Default)]
+pub struct RecordFilter {
+    /// Subject USCC.
+    pub subject_code: Option<String>,
+    /// Blind index of a natural person's identity number.
+    pub subject_index: Option<String>,
+    /// Category code.
+    pub category: Option<String>,
+    /// Source unit USCC.
+    pub source_unit: Option<String>,
+    /// Decision date from (inclusive, `YYYY/MM/DD`).
+    pub decided_from: Option<String>,
+    /// Decision date to (inclusive, `YYYY/MM/DD`).
+    pub decided_to: Option<String>,
+    /// Status.
+    pub status: Option<String>,
+    /// Maximum rows (default 100, at most 10 000).
+    pub limit: Option<u32>,
+    /// Rows to skip.
+    pub offset: Option<u32>,
+}
+
+const RECORD_COLUMNS: &str = "id, category, key_hash, version, status, source_unit, subject_code, subject_index, \
+    document_number, decision_date, lag_days, batch_id, content_hash, payload, personal, ingested_at";
+const RECORD_COLUMN_COUNT: usize = 16;
+/// Rows per multi-row INSERT: 256 rows × 16 columns stays far below every engine's parameter limit.
+pub const INSERT_CHUNK: usize = 256;
+const LOOKUP_CHUNK: usize = 500;
+
+/// The collection store (归集共享库).
+#[derive(Clone)]
+pub struct CollectionStore {
+    pool: AnyPool,
+    backend: Backend,
+    writer: Arc<Mutex<()>>,
+}
+
+impl CollectionStore {
+    pub(crate) fn new(pool: AnyPool, backend: Backend) -> Self {
+        Self {
+            pool,
+            backend,
+            writer: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// The underlying pool (for tests and maintenance commands).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Start writing a batch. Batches are written one at a time; the whole batch is one transaction,
+    /// so a crash leaves the store as before the batch or with the batch complete.
+    pub async fn begin_batch(&self) -> Result<BatchWriter, StoreError> {
+        let guard = self.writer.clone().lock_owned().await;
+        let mut tx = self.pool.begin().await?;
+        let next_id: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS n FROM records")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        Ok(BatchWriter {
+            tx,
+            backend: self.backend,
+            next_id,
+            insert_sql: HashMap::new(),
+            _guard: guard,
+        })
+    }
+
+    /// Records matching `filter`, ordered by id.
+    pub async fn query(&self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        let mut cond = |sql: &mut String, column: &str, op: &str, value: &Option<String>| {
+            if let Some(v) = value {
+                args.push(v.clone());
+                sql.push_str(&format!(" AND {column} {op} ${}", args.len()));
+            }
+        };
+        cond(&mut sql, "subject_code", "=", &filter.subject_code);
+        cond(&mut sql, "subject_index", "=", &filter.subject_index);
+        cond(&mut sql, "category", "=", &filter.category);
+        cond(&mut sql, "source_unit", "=", &filter.source_unit);
+        cond(&mut sql, "decision_date", ">=", &filter.decided_from);
+        cond(&mut sql, "decision_date", "<=", &filter.decided_to);
+        cond(&mut sql, "status", "=", &filter.status);
+        let limit = filter.limit.unwrap_or(100).min(10_000);
+        let offset = filter.offset.unwrap_or(0);
+        sql.push_str(&format!(" ORDER BY id LIMIT {limit} OFFSET {offset}"));
+        let mut q = sqlx::query(&sql);
+        for a in args {
+            q = q.bind(a);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(stored_record).collect()
+    }
+
+    /// Earlier versions of a record, oldest first.
+    pub async fn history(&self, id: i64) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM record_history WHERE id = $1 ORDER BY version"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_record).collect()
+    }
+
+    /// Number of current records.
+    pub async fn record_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM records")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
+    }
+
+    /// The data-log entry of a batch.
+    pub async fn batch(&self, batch_id: &str) -> Result<LogEntry, StoreError> {
+        datalog::entry_by_batch(&self.pool, batch_id).await
+    }
+
+    /// The complete per-row report of a batch, in row order: rows absent from `batch_rows` were
+    /// stored without remark.
+    pub async fn batch_report(&self, batch_id: &str) -> Result<Vec<ReportRow>, StoreError> {
+        let entry = self.batch(batch_id).await?;
+        let mut remarks: HashMap<u64, ReportRow> = HashMap::new();
+        for row in
+            sqlx::query("SELECT row_number, outcome, warnings FROM batch_rows WHERE batch_id = $1")
+                .bind(batch_id)
+                .fetch_all(&self.pool)
+                .await?
+        {
+            let n: i64 = row.try_get("row_number")?;
+            let outcome: String = row.try_get("outcome")?;
+            let warnings: String = row.try_get("warnings")?;
+            remarks.insert(
+                n as u64,
+                ReportRow {
+                    row: n as u64,
+                    outcome: Outcome::parse(&outcome)?,
+                    faults: Vec::new(),
+                    warnings: serde_json::from_str(&warnings)
+                        .map_err(|e| StoreError::Corrupt(format!("warnings of row {n}: {e}")))?,
+                },
+            );
+        }
+        for row in sqlx::query(
+            "SELECT row_number, field, rule, reason FROM batch_faults WHERE batch_id = $1",
+        )
+        .bind(batch_id)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let n: i64 = row.try_get("row_number")?;
+            let entry = remarks
+                .get_mut(&(n as u64))
+                .ok_or_else(|| StoreError::Corrupt(format!("fault for unknown row {n}")))?;
+            entry.faults.push(RowFault {
+                field: row.try_get("field")?,
+                rule: row.try_get("rule")?,
+                reason: row.try_get("reason")?,
+            });
+        }
+        let total = entry.total as u64;
+        Ok((1..=total)
+            .map(|n| {
+                remarks.remove(&n).unwrap_or(ReportRow {
+                    row: n,
+                    outcome: Outcome::Stored,
+                    faults: Vec::new(),
+                    warnings: Vec::new(),
+                })
+            })
+            .collect())
+    }
+
+    /// Append an access entry (query, export, unmasked read) to the data log.
+    pub async fn log_access(
+        &self,
+        at: &str,
+        kind: &str,
+        actor: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let _guard = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        datalog::append(&mut tx, &LogEntry::access(at, kind, actor, detail)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Check the data log's hash chain and that every batch referenced by a record is logged.
+    pub async fn verify_audit(&self) -> Result<datalog::AuditReport, StoreError> {
+        datalog::verify(&self.pool).await
+    }
+}
+
+fn stored_record(row: &AnyRow) -> Result<StoredRecord, StoreError> {
+    let payload: String = row.try_get("payload")?;
+    Ok(StoredRecord {
+        id: row.try_get("id")?,
+        category: row.try_get("category")?,
+        version: row.try_get("version")?,
+        status: row.try_get("status")?,
+        source_unit: row.try_get("source_unit")?,
+        subject_code: row.try_get("subject_code")?,
+        document_number: row.try_get("document_number")?,
+        decision_date: row.try_get("decision_date")?,
+        batch_id: row.try_get("batch_id")?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?,
+        personal: row.try_get("personal")?,
+        key_hash: Some(row.try_get("key_hash")?),
+        ingested_at: row.try_get("ingested_at")?,
+    })
+}
+
+/// Writes one batch inside one transaction. Dropping it without [`BatchWriter::commit`] rolls the
+/// whole batch back.
+pub struct BatchWriter {
+    tx: Transaction<'static, Any>,
+    backend: Backend,
+    next_id: i64,
+    insert_sql: HashMap<usize, String>,
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl BatchWriter {
+    /// The current versions of the records with these business-key hashes in `category`.
+    pub async fn lookup(
+        &mut self,
+        category: &str,
+        key_hashes: &[&str],
+    ) -> Result<HashMap<String, ExistingRecord>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in key_hashes.chunks(LOOKUP_CHUNK) {
+            let ph = placeholders(self.backend, 1, chunk.len() + 1);
+            let sql = format!(
+                "SELECT key_hash, id, version, content_hash FROM records WHERE category = {} AND key_hash IN ({})",
+                ph[0],
+                ph[1..].join(",")
+            );
+            let mut q = sqlx::query(&sql).bind(category.to_owned());
+            for k in chunk {
+                q = q.bind((*k).to_owned());
+            }
+            for row in q.fetch_all(&mut *self.tx).await? {
+                found.insert(
+                    row.try_get::<String, _>("key_hash")?,
+                    ExistingRecord {
+                        id: row.try_get("id")?,
+                        version: row.try_get("version")?,
+                        content_hash: row.try_get("content_hash")?,
+                    },
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    /// Insert new records (version 1), returning their ids.
+    pub async fn insert(
+        &mut self,
+        batch_id: &str,
+        ingested_at: &str,
+        records: Vec<NewRecord>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut ids = Vec::with_capacity(records.len());
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let chunk: Vec<NewRecord> = records.by_ref().take(INSERT_CHUNK).collect();
+            let n = chunk.len();
+            let sql = self
+                .insert_sql
+                .entry(n)
+                .or_insert_with(|| {
+                    format!(
+                        "INSERT INTO records ({RECORD_COLUMNS}) VALUES {}",
+                        values_clause(self.backend, n, RECORD_COLUMN_COUNT)
+                    )
+                })
+                .clone();
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                let id = self.next_id;
+                self.next_id += 1;
+                ids.push(id);
+                q = q
+                    .bind(id)
+                    .bind(r.category)
+                    .bind(r.key_hash)
+                    .bind(1_i64)
+                    .bind(r.status)
+                    .bind(r.source_unit)
+                    .bind(r.subject_code)
+                    .bind(r.subject_index)
+                    .bind(r.document_number)
+                    .bind(r.decision_date)
+                    .bind(r.lag_days)
+                    .bind(batch_id.to_owned())
+                    .bind(r.content_hash)
+                    .bind(r.payload)
+                    .bind(r.personal)
+                    .bind(ingested_at.to_owned());
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(ids)
+    }
+
+    /// Replace the current version of record `id` by `record`: the old version goes to history.
+    pub async fn supersede(
+        &mut self,
+        id: i64,
+        batch_id: &str,
+        ingested_at: &str,
+        record: NewRecord,
+    ) -> Result<i64, StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO record_history ({RECORD_COLUMNS}, superseded_by_batch) \
+             SELECT {RECORD_COLUMNS}, $2 FROM records WHERE id = $1"
+        ))
+        .bind(id)
+        .bind(batch_id.to_owned())
+        .execute(&mut *self.tx)
+        .await?;
+        let row = sqlx::query(
+            "UPDATE records SET version = version + 1, status = $2, source_unit = $3, subject_code = $4, \
+             subject_index = $5, document_number = $6, decision_date = $7, lag_days = $8, batch_id = $9, \
+             content_hash = $10, payload = $11, personal = $12, ingested_at = $13 WHERE id = $1 RETURNING version",
+        )
+        .bind(id)
+        .bind(record.status)
+        .bind(record.source_unit)
+        .bind(record.subject_code)
+        .bind(record.subject_index)
+        .bind(record.document_number)
+        .bind(record.decision_date)
+        .bind(record.lag_days)
+        .bind(batch_id.to_owned())
+        .bind(record.content_hash)
+        .bind(record.payload)
+        .bind(record.personal)
+        .bind(ingested_at.to_owned())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get("version")?)
+    }
+
+    /// Record the report lines of rows that were not plainly stored.
+    pub async fn report(&mut self, batch_id: &str, rows: &[ReportRow]) -> Result<(), StoreError> {
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "INSERT INTO batch_rows (batch_id, row_number, outcome, warnings) VALUES {}",
+                values_clause(self.backend, chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(batch_id.to_owned())
+                    .bind(r.row as i64)
+                    .bind(r.outcome.as_str())
+                    .bind(serde_json::to_string(&r.warnings).unwrap_or_else(|_| "[]".into()));
+            }
+            q.execute(&mut *self.tx).await?;
+            let faults: Vec<(&ReportRow, &RowFault)> = chunk
+                .iter()
+                .flat_map(|r| r.faults.iter().map(move |f| (r, f)))
+                .collect();
+            for fchunk in faults.chunks(INSERT_CHUNK) {
+                let sql = format!(
+                    "INSERT INTO batch_faults (batch_id, row_number, field, rule, reason) VALUES {}",
+                    values_clause(self.backend, fchunk.len(), 5)
+                );
+                let mut q = sqlx::query(&sql);
+                for (r, f) in fchunk {
+                    q = q
+                        .bind(batch_id.to_owned())
+                        .bind(r.row as i64)
+                        .bind(f.field.clone())
+                        .bind(f.rule.clone())
+                        .bind(f.reason.clone());
+                }
+                q.execute(&mut *self.tx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Append the batch to the data log and commit everything at once.
+    pub async fn commit(
+        mut self,
+        at: &str,
+        summary: &BatchSummary,
+    ) -> Result<LogEntry, StoreError> {
+        let entry = LogEntry::batch(at, summary);
+        let entry = datalog::append(&mut self.tx, &entry).await?;
+        self.tx.commit().await?;
+        Ok(entry)
+    }
+
+    /// Abandon the batch: nothing it wrote stays.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}

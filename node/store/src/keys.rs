@@ -1,0 +1,101 @@
+//! The node's secret keys: SM4 for personal data at rest, HMAC-SM3 for blind indexes and record
+//! hashes. One 32-byte master secret in `<data-dir>/node.key` (mode 0600), created on first start;
+//! subkeys are derived from it with HMAC-SM3.
+
+use std::path::Path;
+
+use rand::RngCore;
+use xy_shangmi::{GCM_NONCE_LEN, HmacSm3, Sm4Gcm, derive_key};
+
+use crate::StoreError;
+
+/// The keys a node uses for personal data.
+#[derive(Clone)]
+pub struct NodeKeys {
+    personal: Sm4Gcm,
+    index: HmacSm3,
+}
+
+impl std::fmt::Debug for NodeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeKeys(..)")
+    }
+}
+
+impl NodeKeys {
+    /// Keys derived from a 32-byte master secret.
+    pub fn from_master(master: &[u8; 32]) -> Self {
+        let sm4 = derive_key(master, "xinyong/personal-data/sm4-gcm");
+        let index = derive_key(master, "xinyong/blind-index/hmac-sm3");
+        Self {
+            personal: match Sm4Gcm::new(&sm4[..16]) {
+                Ok(k) => k,
+                Err(_) => unreachable!("16-byte slice"),
+            },
+            index: HmacSm3::new(&index),
+        }
+    }
+
+    /// Load `<dir>/node.key`, creating it with a fresh random secret if it does not exist.
+    pub fn load_or_create(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join("node.key");
+        let io = |e| StoreError::Io(path.display().to_string(), e);
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(io)?;
+            let bytes = hex::decode(text.trim())
+                .map_err(|_| StoreError::BadKeyFile(path.display().to_string()))?;
+            let master: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| StoreError::BadKeyFile(path.display().to_string()))?;
+            return Ok(Self::from_master(&master));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.display().to_string(), e))?;
+        let mut master = [0u8; 32];
+        rand::rng().fill_bytes(&mut master);
+        write_secret(&path, &hex::encode(master)).map_err(io)?;
+        Ok(Self::from_master(&master))
+    }
+
+    /// Blind index of a personal identifier: HMAC-SM3 under the index key (hex). Equal inputs give
+    /// equal indexes, so lookups work without decrypting; without the key the index reveals nothing.
+    pub fn blind_index(&self, value: &str) -> String {
+        self.keyed_hash(&[b"subject", value.as_bytes()])
+    }
+
+    /// Keyed hash of several parts (business keys, record content): HMAC-SM3 truncated to 128 bits,
+    /// hex. 128 bits keep collisions out of reach for any store size while halving index entries.
+    pub fn keyed_hash(&self, parts: &[&[u8]]) -> String {
+        hex::encode(&self.index.mac_parts(parts)[..16])
+    }
+
+    /// Seal personal data with SM4-GCM under a fresh random nonce, bound to `context` (hex).
+    pub fn seal(&self, context: &[u8], plaintext: &[u8], rng: &mut impl RngCore) -> String {
+        let mut nonce = [0u8; GCM_NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        hex::encode(self.personal.seal(&nonce, context, plaintext))
+    }
+
+    /// Open personal data sealed by [`NodeKeys::seal`] with the same `context`.
+    pub fn open(&self, context: &[u8], sealed_hex: &str) -> Result<Vec<u8>, StoreError> {
+        let sealed = hex::decode(sealed_hex)
+            .map_err(|_| StoreError::Corrupt("sealed data is not hex".into()))?;
+        self.personal
+            .open(context, &sealed)
+            .map_err(|e| StoreError::Corrupt(format!("personal data: {e}")))
+    }
+}
+
+/// Write a secret file readable by its owner only.
+pub fn write_secret(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()
+}

@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests.
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+use xy_ingest::{IngestOptions, Ingestor};
+use xy_policy::PolicySet;
+use xy_store::{NodeKeys, NodeStores, StoreLocation};
+
+pub(crate) fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 26).unwrap()
+}
+
+pub(crate) fn options() -> IngestOptions {
+    IngestOptions {
+        category: None,
+        source_unit: None,
+        operator: "test".into(),
+        today: today(),
+        now: "2026-11-26T10:00:00+08:00".into(),
+    }
+}
+
+pub(crate) async fn sqlite_node(dir: &Path) -> (NodeStores, Ingestor) {
+    let stores = NodeStores::open(StoreLocation::Sqlite(dir.join("stores")))
+        .await
+        .expect("open stores");
+    let keys = NodeKeys::load_or_create(dir).expect("keys");
+    let ingestor = Ingestor::new(
+        PolicySet::builtin().unwrap(),
+        stores.collection.clone(),
+        keys,
+    );
+    (stores, ingestor)
+}
+
+/// The PostgreSQL URL of the throwaway cluster started by `scripts/test.sh`, with a fresh database
+/// created for the calling test.
+pub(crate) async fn postgres_database(name: &str) -> String {
+    let base = std::env::var("XY_TEST_PG_URL").expect(
+        "XY_TEST_PG_URL is not set: run the test suite with scripts/test.sh, which starts a throwaway PostgreSQL",
+    );
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&base)
+        .await
+        .expect("connect to PostgreSQL");
+    let db = format!("xy_{name}_{}", std::process::id());
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let (prefix, _) = base.rsplit_once('/').expect("URL has a database part");
+    format!("{prefix}/{db}")
+}
+
+/// Parse a JSON-lines report.
+pub(crate) fn read_report(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("report line is JSON"))
+        .collect()
+}
