@@ -2,5 +2,6 @@
 //! PostgreSQL tests need `XY_TEST_PG_URL` (set by `scripts/test.sh`, which starts a throwaway cluster).
 
 mod common;
+mod http;
 mod ingest;
 mod stores;

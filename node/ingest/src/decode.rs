@@ -22,14 +22,14 @@ pub(crate) fn decode<R: Read>(mut inner: R) -> io::Result<Decoded<R>> {
     (&mut inner).take(SNIFF as u64).read_to_end(&mut head)?;
     let (encoding, bom_len) = match Encoding::for_bom(&head) {
         Some((enc, len)) => (enc, len),
-        None => {
-            let valid = match std::str::from_utf8(&head) {
-                Ok(_) => true,
-                // error_len() == None: the input ends in the middle of a character.
-                Err(e) => e.error_len().is_none() && head.len() - e.valid_up_to() < 4,
-            };
-            (if valid { UTF_8 } else { GB18030 }, 0)
-        }
+        None => (
+            if looks_like_utf8(&head) {
+                UTF_8
+            } else {
+                GB18030
+            },
+            0,
+        ),
     };
     head.drain(..bom_len);
     let decoder = if encoding == UTF_8 {
@@ -49,6 +49,27 @@ pub(crate) fn decode<R: Read>(mut inner: R) -> io::Result<Decoded<R>> {
             eof: false,
         },
     })
+}
+
+/// Whether sniffed bytes are UTF-8, judged line by line: every line with non-ASCII text is valid
+/// UTF-8, or such lines outnumber the invalid ones at least three to one (a UTF-8 file with a stray
+/// GBK row stays UTF-8, and that row is rejected; GBK text almost never forms valid UTF-8).
+fn looks_like_utf8(head: &[u8]) -> bool {
+    let mut valid_lines = 0usize;
+    let mut invalid_lines = 0usize;
+    let mut lines = head.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        if line.is_ascii() {
+            continue;
+        }
+        match std::str::from_utf8(line) {
+            Ok(_) => valid_lines += 1,
+            // The last line may be cut by the sniff window in the middle of a character.
+            Err(e) if lines.peek().is_none() && e.error_len().is_none() => {}
+            Err(_) => invalid_lines += 1,
+        }
+    }
+    invalid_lines == 0 || valid_lines >= 3 * invalid_lines
 }
 
 /// A reader that yields UTF-8: UTF-8 input passes through unchanged (invalid bytes are caught per

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The project's test suite, exactly as CI runs it (.ci/run calls this script):
+#   formatting, clippy with warnings denied, then every test of the workspace, with a throwaway
+#   PostgreSQL cluster (initdb + pg_ctl in a temporary directory on a free loopback port) for the
+#   PostgreSQL store tests. PostgreSQL is installed with apt-get when missing; the cluster is
+#   stopped and removed on exit, whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+find_pg_bin() {
+    if command -v pg_ctl >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
+        dirname "$(readlink -f "$(command -v pg_ctl)")"
+        return
+    fi
+    local d
+    for d in /usr/lib/postgresql/*/bin; do
+        if [ -x "$d/pg_ctl" ] && [ -x "$d/initdb" ]; then echo "$d"; return; fi
+    done
+}
+
+PG_BIN=$(find_pg_bin || true)
+if [ -z "${PG_BIN:-}" ]; then
+    log "PostgreSQL not found: installing it with apt-get"
+    if [ "$(id -u)" -ne 0 ]; then echo "PostgreSQL is missing and this is not root: install postgresql" >&2; exit 1; fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq postgresql >/dev/null
+    PG_BIN=$(find_pg_bin)
+fi
+
+# initdb refuses to run as root: run the cluster as the 'postgres' user (created by the package),
+# or as a dedicated test user.
+RUN_AS=()
+if [ "$(id -u)" -eq 0 ]; then
+    PG_USER=postgres
+    if ! id "$PG_USER" >/dev/null 2>&1; then
+        PG_USER=xytest
+        id "$PG_USER" >/dev/null 2>&1 || useradd --system --no-create-home "$PG_USER"
+    fi
+    RUN_AS=(runuser -u "$PG_USER" --)
+fi
+
+PG_DIR=$(mktemp -d /tmp/xy-pg.XXXXXX)
+chmod 755 "$PG_DIR"
+[ ${#RUN_AS[@]} -gt 0 ] && chown "$PG_USER" "$PG_DIR"
+PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+
+cleanup() {
+    "${RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+}
+trap cleanup EXIT
+
+log "starting a throwaway PostgreSQL ($("$PG_BIN/postgres" --version)) on 127.0.0.1:$PG_PORT"
+"${RUN_AS[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust --encoding=UTF8 --no-locale >/dev/null
+"${RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$PG_DIR -c fsync=off -c max_connections=200" start >/dev/null
+export XY_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+log "cargo test"
+cargo test --workspace --quiet
