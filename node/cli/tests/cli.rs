@@ -8,12 +8,21 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_xinyong-node");
 
 fn node(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env_remove("XY_DATABASE_URL").output().expect("run xinyong-node")
+    Command::new(BIN)
+        .args(args)
+        .env_remove("XY_DATABASE_URL")
+        .output()
+        .expect("run xinyong-node")
 }
 
 fn ok(args: &[&str]) -> String {
     let out = node(args);
-    assert!(out.status.success(), "{args:?} failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -24,9 +33,21 @@ fn data_dir(dir: &Path) -> String {
 async fn count(dir: &Path, sql: &str) -> i64 {
     use sqlx::Row;
     sqlx::any::install_default_drivers();
-    let url = format!("sqlite://{}?mode=ro", dir.join("node/stores/collection.db").display());
-    let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
-    let n = sqlx::query(sql).fetch_one(&pool).await.unwrap().try_get::<i64, _>(0).unwrap();
+    let url = format!(
+        "sqlite://{}?mode=ro",
+        dir.join("node/stores/collection.db").display()
+    );
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let n = sqlx::query(sql)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .try_get::<i64, _>(0)
+        .unwrap();
     pool.close().await;
     n
 }
@@ -36,22 +57,66 @@ fn ingest_writes_one_report_line_per_row_and_query_masks() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("cf.csv");
     let input_s = input.display().to_string();
-    ok(&["generate", "--output", &input_s, "--rows", "800", "--seed", "3", "--encoding", "gbk", "--crlf"]);
+    ok(&[
+        "generate",
+        "--output",
+        &input_s,
+        "--rows",
+        "800",
+        "--seed",
+        "3",
+        "--encoding",
+        "gbk",
+        "--crlf",
+    ]);
     let report = dir.path().join("report.jsonl");
     let dd = data_dir(dir.path());
-    let out = ok(&["ingest", &input_s, "--data-dir", &dd, "--report", &report.display().to_string()]);
+    let out = ok(&[
+        "ingest",
+        &input_s,
+        "--data-dir",
+        &dd,
+        "--report",
+        &report.display().to_string(),
+    ]);
     assert!(out.contains("800 rows"), "{out}");
     let lines = std::fs::read_to_string(&report).unwrap();
     assert_eq!(lines.lines().count(), 800);
     for (i, line) in lines.lines().enumerate() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["row"].as_u64(), Some(i as u64 + 1));
-        assert!(["stored", "updated", "duplicate", "rejected"].contains(&v["outcome"].as_str().unwrap()));
+        assert!(
+            ["stored", "updated", "duplicate", "rejected"]
+                .contains(&v["outcome"].as_str().unwrap())
+        );
     }
-    let batch = out.split("batch ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
-    let csv = ok(&["report", &batch, "--data-dir", &dd, "--format", "csv", "--only-problems"]);
+    let batch = out
+        .split("batch ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let csv = ok(&[
+        "report",
+        &batch,
+        "--data-dir",
+        &dd,
+        "--format",
+        "csv",
+        "--only-problems",
+    ]);
     assert!(csv.starts_with("\u{feff}行号"));
-    let q = ok(&["query", "--data-dir", &dd, "--category", "xzcf", "--limit", "1000"]);
+    let q = ok(&[
+        "query",
+        "--data-dir",
+        &dd,
+        "--category",
+        "xzcf",
+        "--limit",
+        "1000",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&q).unwrap();
     assert!(v["count"].as_u64().unwrap() > 500);
     let mut seen = 0;
@@ -59,7 +124,10 @@ fn ingest_writes_one_report_line_per_row_and_query_masks() {
         for (k, val) in r["fields"].as_object().unwrap() {
             if k.ends_with("_ZJHM") {
                 seen += 1;
-                assert!(val.as_str().unwrap().contains("********"), "identity number in clear: {val}");
+                assert!(
+                    val.as_str().unwrap().contains("********"),
+                    "identity number in clear: {val}"
+                );
             }
         }
     }
@@ -88,18 +156,33 @@ async fn audit_verify_fails_on_an_edited_data_log() {
     let dd = data_dir(dir.path());
     ok(&["ingest", &input, "--data-dir", &dd]);
     ok(&["ingest", &input, "--data-dir", &dd]);
-    assert!(node(&["audit", "verify", "--data-dir", &dd]).status.success());
+    assert!(
+        node(&["audit", "verify", "--data-dir", &dd])
+            .status
+            .success()
+    );
     {
         use sqlx::Executor;
         sqlx::any::install_default_drivers();
-        let url = format!("sqlite://{}", dir.path().join("node/stores/collection.db").display());
-        let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
-        pool.execute("UPDATE data_log SET stored = stored + 5 WHERE seq = 1").await.unwrap();
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join("node/stores/collection.db").display()
+        );
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        pool.execute("UPDATE data_log SET stored = stored + 5 WHERE seq = 1")
+            .await
+            .unwrap();
         pool.close().await;
     }
     let out = node(&["audit", "verify", "--data-dir", &dd]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("entry 1: content does not match its hash"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("entry 1: content does not match its hash")
+    );
 }
 
 /// kill -9 during a large ingest leaves the store as before the batch or with the batch complete,
@@ -108,22 +191,31 @@ async fn audit_verify_fails_on_an_edited_data_log() {
 async fn kill_during_ingest_leaves_no_partial_batch() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("big.csv").display().to_string();
-    ok(&["generate", "--output", &input, "--rows", "150000", "--seed", "9"]);
+    ok(&[
+        "generate", "--output", &input, "--rows", "150000", "--seed", "9",
+    ]);
     let dd = data_dir(dir.path());
     // A small first batch, so that "before" is not empty.
     let small = dir.path().join("small.csv").display().to_string();
-    ok(&["generate", "--output", &small, "--rows", "300", "--seed", "10"]);
+    ok(&[
+        "generate", "--output", &small, "--rows", "300", "--seed", "10",
+    ]);
     ok(&["ingest", &small, "--data-dir", &dd]);
     let before = count(dir.path(), "SELECT COUNT(*) FROM records").await;
     assert!(before > 0);
     let wal = dir.path().join("node/stores/collection.db-wal");
     let mut previous = before;
     for attempt in 0..3 {
-        let mut child = Command::new(BIN).args(["ingest", &input, "--data-dir", &dd]).spawn().unwrap();
+        let mut child = Command::new(BIN)
+            .args(["ingest", &input, "--data-dir", &dd])
+            .spawn()
+            .unwrap();
         // Wait until the batch is being written (the WAL grows), then kill at a different point each time.
         let start = Instant::now();
         let grown = 4_000_000 * (attempt + 1);
-        while std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) < grown && start.elapsed() < Duration::from_secs(60) {
+        while std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) < grown
+            && start.elapsed() < Duration::from_secs(60)
+        {
             if child.try_wait().unwrap().is_some() {
                 break;
             }
@@ -133,26 +225,48 @@ async fn kill_during_ingest_leaves_no_partial_batch() {
         child.kill().ok();
         child.wait().unwrap();
         let records = count(dir.path(), "SELECT COUNT(*) FROM records").await;
-        let batches = count(dir.path(), "SELECT COUNT(*) FROM data_log WHERE kind = 'ingest'").await;
-        let reported = count(dir.path(), "SELECT COALESCE(SUM(stored), 0) FROM data_log WHERE kind = 'ingest'").await;
+        let batches = count(
+            dir.path(),
+            "SELECT COUNT(*) FROM data_log WHERE kind = 'ingest'",
+        )
+        .await;
+        let reported = count(
+            dir.path(),
+            "SELECT COALESCE(SUM(stored), 0) FROM data_log WHERE kind = 'ingest'",
+        )
+        .await;
         // Whatever the moment of the kill: every record belongs to a logged batch, and the counts agree.
-        assert_eq!(records, reported, "attempt {attempt}: records {records}, logged {reported}");
+        assert_eq!(
+            records, reported,
+            "attempt {attempt}: records {records}, logged {reported}"
+        );
         if finished {
             assert!(records > previous);
         } else {
             // Killed inside the batch: nothing of it is left.
-            assert_eq!(records, previous, "attempt {attempt}: a killed batch left rows behind");
+            assert_eq!(
+                records, previous,
+                "attempt {attempt}: a killed batch left rows behind"
+            );
             assert_eq!(batches, 1, "attempt {attempt}");
         }
         previous = records;
-        assert!(node(&["audit", "verify", "--data-dir", &dd]).status.success());
+        assert!(
+            node(&["audit", "verify", "--data-dir", &dd])
+                .status
+                .success()
+        );
     }
     // A full run afterwards completes, and only one copy of each record exists.
     ok(&["ingest", &input, "--data-dir", &dd]);
     let records = count(dir.path(), "SELECT COUNT(*) FROM records").await;
     let distinct = count(dir.path(), "SELECT COUNT(DISTINCT key_hash) FROM records").await;
     assert_eq!(records, distinct);
-    let reported = count(dir.path(), "SELECT COALESCE(SUM(stored), 0) FROM data_log WHERE kind = 'ingest'").await;
+    let reported = count(
+        dir.path(),
+        "SELECT COALESCE(SUM(stored), 0) FROM data_log WHERE kind = 'ingest'",
+    )
+    .await;
     assert_eq!(records, reported);
     assert!(records > 100_000);
 }
@@ -161,19 +275,49 @@ async fn kill_during_ingest_leaves_no_partial_batch() {
 fn demo_runs_and_exits() {
     let dir = tempfile::tempdir().unwrap();
     let dd = dir.path().join("demo").display().to_string();
-    let out = ok(&["demo", "--data-dir", &dd, "--exit-when-done", "--rows", "300"]);
-    for needle in ["ingest", "v1 fields mapped", "csv/gb18030", "数据质量报告", "chain intact", "********"] {
+    let out = ok(&[
+        "demo",
+        "--data-dir",
+        &dd,
+        "--exit-when-done",
+        "--rows",
+        "300",
+    ]);
+    for needle in [
+        "ingest",
+        "v1 fields mapped",
+        "csv/gb18030",
+        "数据质量报告",
+        "chain intact",
+        "********",
+    ] {
         assert!(out.contains(needle), "demo output lacks {needle:?}:\n{out}");
     }
     // A second run finds every valid row already there.
-    let again = ok(&["demo", "--data-dir", &dd, "--exit-when-done", "--rows", "300"]);
+    let again = ok(&[
+        "demo",
+        "--data-dir",
+        &dd,
+        "--exit-when-done",
+        "--rows",
+        "300",
+    ]);
     assert!(again.contains(" 0 stored"), "{again}");
 }
 
 #[test]
 fn help_lists_the_commands() {
     let help = ok(&["--help"]);
-    for cmd in ["ingest", "report", "query", "quality-report", "audit", "generate", "serve", "demo"] {
+    for cmd in [
+        "ingest",
+        "report",
+        "query",
+        "quality-report",
+        "audit",
+        "generate",
+        "serve",
+        "demo",
+    ] {
         assert!(help.contains(cmd), "{cmd}");
     }
 }

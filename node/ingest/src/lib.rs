@@ -285,10 +285,9 @@ impl Ingestor {
                 };
                 row += 1;
                 if let Prepared::Valid { record, .. } = ctx.prepare(row, &mapping, &cells, &mut rng)
+                    && seen.insert(record.key_hash.clone())
                 {
-                    if seen.insert(record.key_hash.clone()) {
-                        chunk.push(record);
-                    }
+                    chunk.push(record);
                 }
             }
             (!chunk.is_empty()).then_some(chunk)
@@ -469,7 +468,7 @@ fn prepare_stage(
         }
         chunk.push(match cells {
             Ok(cells) => ctx.prepare(row, &mapping, &cells, &mut rng),
-            Err(e) => ctx.reject_unreadable(row, &mapping, e),
+            Err(e) => ctx.reject_unreadable(row, e),
         });
         if chunk.len() == CHUNK {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
@@ -655,11 +654,11 @@ async fn flush_inserts(
     let keys: Vec<String> = records.iter().map(|r| r.key_hash.clone()).collect();
     let ids = writer.insert(batch_id, now, records).await?;
     for (key, id) in keys.into_iter().zip(ids) {
-        if let Some(s) = state.get_mut(&key) {
-            if let KeyState::Pending { content_hash } = s {
-                let content_hash = std::mem::take(content_hash);
-                *s = KeyState::Known { id, content_hash };
-            }
+        if let Some(s) = state.get_mut(&key)
+            && let KeyState::Pending { content_hash } = s
+        {
+            let content_hash = std::mem::take(content_hash);
+            *s = KeyState::Known { id, content_hash };
         }
     }
     Ok(())

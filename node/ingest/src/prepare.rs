@@ -10,6 +10,8 @@ use crate::source::RowError;
 
 /// A row after the CPU stage.
 #[derive(Debug)]
+// Valid rows are the common case: boxing their record would cost an allocation per row.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Prepared {
     Valid {
         row: u64,
@@ -31,13 +33,7 @@ pub(crate) struct RowContext<'a> {
 }
 
 impl RowContext<'_> {
-    pub(crate) fn reject_unreadable(
-        &self,
-        row: u64,
-        mapping: &HeaderMapping,
-        error: RowError,
-    ) -> Prepared {
-        let _ = mapping;
+    pub(crate) fn reject_unreadable(&self, row: u64, error: RowError) -> Prepared {
         let field = error
             .column
             .as_deref()
@@ -72,10 +68,10 @@ impl RowContext<'_> {
         let mut values = cat.map_row(mapping, cells.iter().map(String::as_str));
         cat.clean(&mut values);
         let su_field = cat.source_unit_field();
-        if let Some(su) = self.source_unit {
-            if values[su_field].is_empty() {
-                su.clone_into(&mut values[su_field]);
-            }
+        if let Some(su) = self.source_unit
+            && values[su_field].is_empty()
+        {
+            su.clone_into(&mut values[su_field]);
         }
         let verdict = cat.validate(&values, self.today);
         let mut faults: Vec<RowFault> = verdict
@@ -87,18 +83,19 @@ impl RowContext<'_> {
                 reason: f.reason,
             })
             .collect();
-        if let Some(su) = self.source_unit {
-            if !values[su_field].is_empty() && values[su_field] != su {
-                let f = &cat.fields[su_field];
-                faults.push(RowFault {
-                    field: f.name.clone(),
-                    rule: "source_unit_mismatch".into(),
-                    reason: format!(
-                        "{}（{}）：{} 与本批次声明的来源单位 {su} 不一致",
-                        f.name, f.label, values[su_field]
-                    ),
-                });
-            }
+        if let Some(su) = self.source_unit
+            && !values[su_field].is_empty()
+            && values[su_field] != su
+        {
+            let f = &cat.fields[su_field];
+            faults.push(RowFault {
+                field: f.name.clone(),
+                rule: "source_unit_mismatch".into(),
+                reason: format!(
+                    "{}（{}）：{} 与本批次声明的来源单位 {su} 不一致",
+                    f.name, f.label, values[su_field]
+                ),
+            });
         }
         if !faults.is_empty() {
             return Prepared::Rejected {

@@ -53,10 +53,10 @@ pub fn record_view(
             .any(|(k, v)| k.ends_with("_XDR_LB") && v == "自然人");
         if natural {
             for (k, v) in fields.iter_mut() {
-                if k.ends_with("_XDR_MC") {
-                    if let Value::String(s) = v {
-                        *s = mask_name(s);
-                    }
+                if k.ends_with("_XDR_MC")
+                    && let Value::String(s) = v
+                {
+                    *s = mask_name(s);
                 }
             }
         }

@@ -468,14 +468,14 @@ impl Category {
             };
             if let Some(t) = &target {
                 // Join and prefix modes are meant to share a field; a plain rename is not.
-                if matches!(t.mode, LegacyMode::Rename | LegacyMode::SetAlso(_)) {
-                    if let Some(other) = fed_by.insert(t.field, name.clone()) {
-                        return Err(PolicyError::ConflictingHeaders {
-                            first: other,
-                            second: name,
-                            field: self.fields[t.field].name.clone(),
-                        });
-                    }
+                if matches!(t.mode, LegacyMode::Rename | LegacyMode::SetAlso(_))
+                    && let Some(other) = fed_by.insert(t.field, name.clone())
+                {
+                    return Err(PolicyError::ConflictingHeaders {
+                        first: other,
+                        second: name,
+                        field: self.fields[t.field].name.clone(),
+                    });
                 }
             }
             columns.push(target);
@@ -577,12 +577,11 @@ impl Category {
                 }
             }
         }
-        if let Some((target, from, months)) = self.derive_publicity_end {
-            if values[target].is_empty() {
-                if let Ok(d) = parse_date(&values[from]) {
-                    values[target] = format_date(add_months(d, months));
-                }
-            }
+        if let Some((target, from, months)) = self.derive_publicity_end
+            && values[target].is_empty()
+            && let Ok(d) = parse_date(&values[from])
+        {
+            values[target] = format_date(add_months(d, months));
         }
     }
 
@@ -664,20 +663,19 @@ impl Category {
                 } => {
                     if let (Ok(a), Ok(b)) =
                         (parse_date(&values[*earlier]), parse_date(&values[*later]))
+                        && b < a
                     {
-                        if b < a {
-                            self.fault(&mut verdict, *later, id, message.clone());
-                            if !verdict
-                                .faults
-                                .iter()
-                                .any(|f| f.field == self.fields[*earlier].name)
-                            {
-                                verdict.faults.push(Fault {
-                                    field: self.fields[*earlier].name.clone(),
-                                    rule: id.clone(),
-                                    reason: message.clone(),
-                                });
-                            }
+                        self.fault(&mut verdict, *later, id, message.clone());
+                        if !verdict
+                            .faults
+                            .iter()
+                            .any(|f| f.field == self.fields[*earlier].name)
+                        {
+                            verdict.faults.push(Fault {
+                                field: self.fields[*earlier].name.clone(),
+                                rule: id.clone(),
+                                reason: message.clone(),
+                            });
                         }
                     }
                 }
@@ -687,12 +685,12 @@ impl Category {
                     limit,
                     message,
                 } => {
-                    if let Ok(v) = values[*field].parse::<f64>() {
-                        if v > *limit {
-                            verdict
-                                .warnings
-                                .push(format!("{}：{message}（{id}）", self.fields[*field].name));
-                        }
+                    if let Ok(v) = values[*field].parse::<f64>()
+                        && v > *limit
+                    {
+                        verdict
+                            .warnings
+                            .push(format!("{}：{message}（{id}）", self.fields[*field].name));
                     }
                 }
             }
@@ -748,32 +746,31 @@ impl Category {
         match field.kind {
             FieldKind::Text | FieldKind::Code => {}
             FieldKind::Enum => {
-                if let Some(set) = &field.enumeration {
-                    if !set.contains(value) {
-                        let name = field.enum_name.as_deref().unwrap_or_default();
-                        let mut allowed: Vec<&String> =
-                            self.shared.enum_lists[name].iter().collect();
-                        allowed.truncate(8);
-                        let allowed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
-                        self.fault(
-                            verdict,
-                            index,
-                            "enum",
-                            format!("取值「{value}」不在允许范围内（{}）", allowed.join("/")),
-                        );
-                    }
+                if let Some(set) = &field.enumeration
+                    && !set.contains(value)
+                {
+                    let name = field.enum_name.as_deref().unwrap_or_default();
+                    let mut allowed: Vec<&String> = self.shared.enum_lists[name].iter().collect();
+                    allowed.truncate(8);
+                    let allowed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+                    self.fault(
+                        verdict,
+                        index,
+                        "enum",
+                        format!("取值「{value}」不在允许范围内（{}）", allowed.join("/")),
+                    );
                 }
             }
             FieldKind::PenaltyTypes => {
-                if let Some(set) = &field.enumeration {
-                    if let Some(bad) = value.split(';').find(|t| !set.contains(*t)) {
-                        self.fault(
-                            verdict,
-                            index,
-                            "enum",
-                            format!("处罚类别「{bad}」不在允许范围内"),
-                        );
-                    }
+                if let Some(set) = &field.enumeration
+                    && let Some(bad) = value.split(';').find(|t| !set.contains(*t))
+                {
+                    self.fault(
+                        verdict,
+                        index,
+                        "enum",
+                        format!("处罚类别「{bad}」不在允许范围内"),
+                    );
                 }
             }
             FieldKind::Uscc => match check_uscc(value) {

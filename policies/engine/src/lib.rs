@@ -227,16 +227,16 @@ impl PolicySet {
                 (own, c)
             })
             .collect();
-        scored.sort_by(|a, b| b.0.cmp(&a.0));
+        scored.sort_by_key(|s| std::cmp::Reverse(s.0));
         match scored.as_slice() {
             [(best, cat), rest @ ..] if *best >= 3 => {
-                if let Some((second, other)) = rest.first() {
-                    if second == best {
-                        return Err(PolicyError::AmbiguousCategory(
-                            cat.code.clone(),
-                            other.code.clone(),
-                        ));
-                    }
+                if let Some((second, other)) = rest.first()
+                    && second == best
+                {
+                    return Err(PolicyError::AmbiguousCategory(
+                        cat.code.clone(),
+                        other.code.clone(),
+                    ));
                 }
                 Ok((*cat).clone())
             }
