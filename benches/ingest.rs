@@ -24,7 +24,15 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("XY_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
     let rows: usize = std::env::var("XY_BENCH_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -64,6 +72,24 @@ fn main() -> anyhow::Result<()> {
     let keys = NodeKeys::from_master(&[7u8; 32]);
     let policies = PolicySet::builtin()?;
 
+    let only_pipeline = std::env::var("XY_BENCH_ONLY").is_ok_and(|v| v == "pipeline");
+    // The CPU stage alone (parse, map, clean, validate, seal), for orientation.
+    if !only_pipeline {
+        let stores = runtime.block_on(NodeStores::open(StoreLocation::Sqlite(
+            dir.path().join("cpu-only"),
+        )))?;
+        let ingestor = Ingestor::new(policies.clone(), stores.collection.clone(), keys.clone());
+        let t = Instant::now();
+        let n: usize = ingestor
+            .prepared_records(&input, &options)?
+            .map(|c| c.len())
+            .sum();
+        println!(
+            "cpu stage alone: {n} valid rows prepared in {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+
     // The pipeline: parse, map, clean, validate, seal, dedup, store.
     let (ingest_time, result) = runtime.block_on(async {
         let stores = NodeStores::open(StoreLocation::Sqlite(dir.path().join("pipeline"))).await?;
@@ -88,6 +114,9 @@ fn main() -> anyhow::Result<()> {
         c.rejected
     );
 
+    if only_pipeline {
+        return Ok(());
+    }
     // The baseline: the same rows, already parsed into their stored form (not timed), inserted
     // with the same multi-row statements into a fresh store in one transaction (timed).
     let bare_time = runtime.block_on(async {
@@ -101,6 +130,7 @@ fn main() -> anyhow::Result<()> {
             inserted += chunk.len() as u64;
             let t = Instant::now();
             writer.insert("bare", &options.now, chunk).await?;
+            writer.flush().await?;
             timed += t.elapsed();
         }
         let summary = BatchSummary {

@@ -10,6 +10,7 @@
 //! per-row report (JSON lines) and in the store.
 
 mod decode;
+mod keyfilter;
 mod prepare;
 pub mod report;
 mod source;
@@ -271,6 +272,7 @@ impl Ingestor {
         let mut seen = std::collections::HashSet::new();
         let mut row = 0u64;
         let mut rng = rand::rng();
+        let (mut cells, mut values) = (Vec::new(), Vec::new());
         Ok(std::iter::from_fn(move || {
             let ctx = RowContext {
                 category: &category,
@@ -280,11 +282,12 @@ impl Ingestor {
             };
             let mut chunk = Vec::with_capacity(xy_store::INSERT_CHUNK);
             while chunk.len() < xy_store::INSERT_CHUNK {
-                let Some(Ok(Ok(cells))) = source.next_row() else {
+                let Some(Ok(Ok(()))) = source.next_row(&mut cells) else {
                     break;
                 };
                 row += 1;
-                if let Prepared::Valid { record, .. } = ctx.prepare(row, &mapping, &cells, &mut rng)
+                if let Prepared::Valid { record, .. } =
+                    ctx.prepare(row, &mapping, &cells, &mut values, &mut rng)
                     && seen.insert(record.key_hash.clone())
                 {
                     chunk.push(record);
@@ -320,33 +323,44 @@ impl Ingestor {
             return Err(join_error(cpu.await).err().unwrap_or(IngestError::Empty));
         };
         let batch_id = new_batch_id(&options.now);
-        let mut writer = self.collection.begin_batch().await?;
-        let mut report = report.map(std::io::BufWriter::new);
-        let mut counts = OutcomeCounts::default();
+        let writer = self.collection.begin_batch().await?;
+        let mut batch = BatchState {
+            known: keyfilter::KeyFilter::new(writer.started_empty()),
+            writer,
+            category: &category.code,
+            batch_id: &batch_id,
+            now: &options.now,
+            counts: OutcomeCounts::default(),
+            report: report.map(std::io::BufWriter::new),
+        };
         let mut units = SourceUnits::default();
         let mut failure: Option<IngestError> = None;
-        while let Some(msg) = rx.recv().await {
+        let (mut waited_for_rows, mut writing) =
+            (std::time::Duration::ZERO, std::time::Duration::ZERO);
+        loop {
+            let t = std::time::Instant::now();
+            let Some(msg) = rx.recv().await else { break };
+            waited_for_rows += t.elapsed();
+            let t = std::time::Instant::now();
             let StageMessage::Rows(rows) = msg else {
                 continue;
             };
             units.note(&rows);
-            if let Err(e) = write_chunk(
-                &mut writer,
-                &category.code,
-                &batch_id,
-                &options.now,
-                rows,
-                &mut counts,
-                report.as_mut(),
-            )
-            .await
-            {
+            if let Err(e) = batch.write_chunk(rows).await {
                 failure = Some(e);
                 break;
             }
+            writing += t.elapsed();
         }
+        tracing::debug!(?waited_for_rows, ?writing, "writer stage");
         drop(rx);
         let stage = join_error(cpu.await);
+        let BatchState {
+            writer,
+            counts,
+            mut report,
+            ..
+        } = batch;
         if let Some(e) = failure.or(stage.err()) {
             writer.rollback().await?;
             return Err(e);
@@ -460,14 +474,15 @@ fn prepare_stage(
     let mut rng = rand::rng();
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut row = 0u64;
-    while let Some(next) = source.next_row() {
-        let cells = next?;
+    let (mut cells, mut values) = (Vec::new(), Vec::new());
+    while let Some(next) = source.next_row(&mut cells) {
+        let read = next?;
         row += 1;
         if source.headers().len() != mapping.width() {
             mapping = category.map_header(source.headers())?;
         }
-        chunk.push(match cells {
-            Ok(cells) => ctx.prepare(row, &mapping, &cells, &mut rng),
+        chunk.push(match read {
+            Ok(()) => ctx.prepare(row, &mapping, &cells, &mut values, &mut rng),
             Err(e) => ctx.reject_unreadable(row, e),
         });
         if chunk.len() == CHUNK {
@@ -521,123 +536,148 @@ enum KeyState {
     Known { id: i64, content_hash: String },
 }
 
-async fn write_chunk(
-    writer: &mut xy_store::BatchWriter,
-    category: &str,
-    batch_id: &str,
-    now: &str,
-    rows: Vec<Prepared>,
-    counts: &mut OutcomeCounts,
-    mut report: Option<&mut std::io::BufWriter<Box<dyn Write + Send>>>,
-) -> Result<(), IngestError> {
-    let lookup_keys: Vec<&str> = rows
-        .iter()
-        .filter_map(|p| match p {
-            Prepared::Valid { record, .. } => Some(record.key_hash.as_str()),
-            Prepared::Rejected { .. } => None,
-        })
-        .collect();
-    let existing = writer.lookup(category, &lookup_keys).await?;
-    let mut state: HashMap<String, KeyState> = existing
-        .into_iter()
-        .map(|(k, e)| {
-            (
-                k,
-                KeyState::Known {
-                    id: e.id,
-                    content_hash: e.content_hash,
-                },
-            )
-        })
-        .collect();
-    let mut to_insert: Vec<NewRecord> = Vec::new();
-    let mut remarks: Vec<ReportRow> = Vec::new();
-    for p in rows {
-        let line = match p {
-            Prepared::Rejected {
-                row,
-                faults,
-                warnings,
-            } => ReportRow {
-                row,
-                outcome: Outcome::Rejected,
-                faults,
-                warnings,
-            },
-            Prepared::Valid {
-                row,
-                record,
-                warnings,
-            } => {
-                let outcome = match state.get(&record.key_hash) {
-                    None => {
-                        state.insert(
-                            record.key_hash.clone(),
-                            KeyState::Pending {
-                                content_hash: record.content_hash.clone(),
-                            },
-                        );
-                        to_insert.push(record);
-                        Outcome::Stored
-                    }
-                    Some(
-                        KeyState::Pending { content_hash, .. }
-                        | KeyState::Known { content_hash, .. },
-                    ) if *content_hash == record.content_hash => Outcome::Duplicate,
-                    Some(KeyState::Known { id, .. }) => {
-                        let id = *id;
-                        let key = record.key_hash.clone();
-                        let hash = record.content_hash.clone();
-                        writer.supersede(id, batch_id, now, record).await?;
-                        state.insert(
-                            key,
-                            KeyState::Known {
-                                id,
-                                content_hash: hash,
-                            },
-                        );
-                        Outcome::Updated
-                    }
-                    Some(KeyState::Pending { .. }) => {
-                        // A changed row for a key first seen earlier in this chunk: store the
-                        // earlier rows first so the change can be versioned against them.
-                        flush_inserts(writer, batch_id, now, &mut to_insert, &mut state).await?;
-                        let Some(KeyState::Known { id, .. }) = state.get(&record.key_hash) else {
-                            return Err(IngestError::Internal("pending key not flushed".into()));
-                        };
-                        let id = *id;
-                        let key = record.key_hash.clone();
-                        let hash = record.content_hash.clone();
-                        writer.supersede(id, batch_id, now, record).await?;
-                        state.insert(
-                            key,
-                            KeyState::Known {
-                                id,
-                                content_hash: hash,
-                            },
-                        );
-                        Outcome::Updated
-                    }
-                };
-                ReportRow {
-                    row,
-                    outcome,
-                    faults: Vec::new(),
-                    warnings,
+/// The writer stage of one batch: its transaction, the keys it has seen, counts and report.
+struct BatchState<'a> {
+    writer: xy_store::BatchWriter,
+    known: keyfilter::KeyFilter,
+    category: &'a str,
+    batch_id: &'a str,
+    now: &'a str,
+    counts: OutcomeCounts,
+    report: Option<std::io::BufWriter<Box<dyn Write + Send>>>,
+}
+
+impl BatchState<'_> {
+    /// Classify a chunk of prepared rows (stored, updated, duplicate, rejected), write them and
+    /// their report lines.
+    async fn write_chunk(&mut self, rows: Vec<Prepared>) -> Result<(), IngestError> {
+        let Self {
+            writer,
+            known,
+            category,
+            batch_id,
+            now,
+            counts,
+            report,
+        } = self;
+        let (category, batch_id, now) = (*category, *batch_id, *now);
+        // Only keys that may already be stored are looked up.
+        let lookup_keys: Vec<&str> = rows
+            .iter()
+            .filter_map(|p| match p {
+                Prepared::Valid { record, .. } if known.may_contain(&record.key_hash) => {
+                    Some(record.key_hash.as_str())
                 }
+                _ => None,
+            })
+            .collect();
+        let existing = writer.lookup(category, &lookup_keys).await?;
+        let mut state: HashMap<String, KeyState> = existing
+            .into_iter()
+            .map(|(k, e)| {
+                (
+                    k,
+                    KeyState::Known {
+                        id: e.id,
+                        content_hash: e.content_hash,
+                    },
+                )
+            })
+            .collect();
+        let mut to_insert: Vec<NewRecord> = Vec::new();
+        let mut remarks: Vec<ReportRow> = Vec::new();
+        for p in rows {
+            let line = match p {
+                Prepared::Rejected {
+                    row,
+                    faults,
+                    warnings,
+                } => ReportRow {
+                    row,
+                    outcome: Outcome::Rejected,
+                    faults,
+                    warnings,
+                },
+                Prepared::Valid {
+                    row,
+                    record,
+                    warnings,
+                } => {
+                    let outcome = match state.get(&record.key_hash) {
+                        None => {
+                            state.insert(
+                                record.key_hash.clone(),
+                                KeyState::Pending {
+                                    content_hash: record.content_hash.clone(),
+                                },
+                            );
+                            known.insert(&record.key_hash);
+                            to_insert.push(record);
+                            Outcome::Stored
+                        }
+                        Some(
+                            KeyState::Pending { content_hash, .. }
+                            | KeyState::Known { content_hash, .. },
+                        ) if *content_hash == record.content_hash => Outcome::Duplicate,
+                        Some(KeyState::Known { id, .. }) => {
+                            let id = *id;
+                            let key = record.key_hash.clone();
+                            let hash = record.content_hash.clone();
+                            writer.supersede(id, batch_id, now, record).await?;
+                            state.insert(
+                                key,
+                                KeyState::Known {
+                                    id,
+                                    content_hash: hash,
+                                },
+                            );
+                            Outcome::Updated
+                        }
+                        Some(KeyState::Pending { .. }) => {
+                            // A changed row for a key first seen earlier in this chunk: store the
+                            // earlier rows first so the change can be versioned against them.
+                            flush_inserts(writer, batch_id, now, &mut to_insert, &mut state)
+                                .await?;
+                            let Some(KeyState::Known { id, .. }) = state.get(&record.key_hash)
+                            else {
+                                return Err(IngestError::Internal(
+                                    "pending key not flushed".into(),
+                                ));
+                            };
+                            let id = *id;
+                            let key = record.key_hash.clone();
+                            let hash = record.content_hash.clone();
+                            writer.supersede(id, batch_id, now, record).await?;
+                            state.insert(
+                                key,
+                                KeyState::Known {
+                                    id,
+                                    content_hash: hash,
+                                },
+                            );
+                            Outcome::Updated
+                        }
+                    };
+                    ReportRow {
+                        row,
+                        outcome,
+                        faults: Vec::new(),
+                        warnings,
+                    }
+                }
+            };
+            counts.add(line.outcome);
+            if let Some(r) = report.as_mut() {
+                report::write_jsonl_line(r, &line).map_err(IngestError::Read)?;
             }
-        };
-        counts.add(line.outcome);
-        if let Some(r) = report.as_mut() {
-            report::write_jsonl_line(r, &line).map_err(IngestError::Read)?;
+            if line.outcome != Outcome::Stored || !line.warnings.is_empty() {
+                remarks.push(line);
+            }
         }
-        if line.outcome != Outcome::Stored || !line.warnings.is_empty() {
-            remarks.push(line);
-        }
+        flush_inserts(writer, batch_id, now, &mut to_insert, &mut state).await?;
+        writer.report(batch_id, &remarks).await?;
+        Ok(())
     }
-    flush_inserts(writer, batch_id, now, &mut to_insert, &mut state).await?;
-    writer.report(batch_id, &remarks).await?;
-    Ok(())
 }
 
 async fn flush_inserts(

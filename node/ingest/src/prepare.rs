@@ -62,18 +62,20 @@ impl RowContext<'_> {
         row: u64,
         mapping: &HeaderMapping,
         cells: &[String],
+        values: &mut Vec<String>,
         rng: &mut impl rand::RngCore,
     ) -> Prepared {
         let cat = self.category;
-        let mut values = cat.map_row(mapping, cells.iter().map(String::as_str));
-        cat.clean(&mut values);
+        cat.map_row_into(mapping, cells.iter().map(String::as_str), values);
+        let values = &mut values[..];
+        cat.clean(values);
         let su_field = cat.source_unit_field();
         if let Some(su) = self.source_unit
             && values[su_field].is_empty()
         {
             su.clone_into(&mut values[su_field]);
         }
-        let verdict = cat.validate(&values, self.today);
+        let verdict = cat.validate(values, self.today);
         let mut faults: Vec<RowFault> = verdict
             .faults
             .into_iter()
@@ -106,7 +108,7 @@ impl RowContext<'_> {
         }
         Prepared::Valid {
             row,
-            record: self.record(&values, rng),
+            record: self.record(values, rng),
             warnings: verdict.warnings,
         }
     }
@@ -139,9 +141,9 @@ impl RowContext<'_> {
             push_json_str(out, value);
         }
         close_object(&mut payload);
-        let content_hash =
-            self.keys
-                .keyed_hash(&[b"content", payload.as_bytes(), personal.as_bytes()]);
+        let content_hash = self
+            .keys
+            .fingerprint(&[payload.as_bytes(), personal.as_bytes()]);
         let personal = (!personal.is_empty()).then(|| {
             close_object(&mut personal);
             self.keys

@@ -17,6 +17,14 @@ pub const MAX_ROW_BYTES: usize = 1 << 20;
 /// A data row, or the reason it cannot be read.
 pub(crate) type RowResult = Result<Vec<String>, RowError>;
 
+/// The outcome of reading one row into the caller's cell buffer.
+pub(crate) type RowRead = Option<Result<Result<(), RowError>, IngestError>>;
+
+/// Move a row read as a whole into the caller's buffer.
+fn into_cells(row: RowResult, cells: &mut Vec<String>) -> Result<(), RowError> {
+    row.map(|r| *cells = r)
+}
+
 /// Why one row could not be read as cells.
 #[derive(Debug, Clone)]
 pub(crate) struct RowError {
@@ -42,8 +50,8 @@ impl RowError {
 pub(crate) trait RowSource: Send {
     /// The header, as found in the input.
     fn headers(&self) -> &[String];
-    /// The next data row, or `None` at the end.
-    fn next_row(&mut self) -> Option<Result<RowResult, IngestError>>;
+    /// Read the next data row into `cells` (reusing its strings), or `None` at the end.
+    fn next_row(&mut self, cells: &mut Vec<String>) -> RowRead;
     /// A short description of the encoding or format, for the batch record.
     fn describe(&self) -> String;
 }
@@ -108,7 +116,7 @@ impl<R: Read + Send> RowSource for CsvSource<R> {
         &self.headers
     }
 
-    fn next_row(&mut self) -> Option<Result<RowResult, IngestError>> {
+    fn next_row(&mut self, cells: &mut Vec<String>) -> RowRead {
         match self.reader.read_byte_record(&mut self.record) {
             Ok(false) => None,
             Ok(true) => {
@@ -132,7 +140,15 @@ impl<R: Read + Send> RowSource for CsvSource<R> {
                         ),
                     ))));
                 }
-                Some(Ok(Ok(r.iter().map(lossy).collect())))
+                cells.resize_with(r.len(), String::new);
+                for (cell, field) in cells.iter_mut().zip(r.iter()) {
+                    cell.clear();
+                    match std::str::from_utf8(field) {
+                        Ok(text) => cell.push_str(text),
+                        Err(_) => cell.push_str(&String::from_utf8_lossy(field)),
+                    }
+                }
+                Some(Ok(Ok(())))
             }
             // csv errors are I/O errors or UTF-8 errors only; with byte records only I/O remains.
             Err(e) => Some(Err(IngestError::Malformed(format!("读取 CSV 失败：{e}")))),
@@ -268,11 +284,13 @@ impl<R: Read + Send> RowSource for JsonlSource<R> {
         &self.headers
     }
 
-    fn next_row(&mut self) -> Option<Result<RowResult, IngestError>> {
+    fn next_row(&mut self, cells: &mut Vec<String>) -> RowRead {
         if let Some(p) = self.pending.take() {
-            return Some(Ok(p));
+            return Some(Ok(into_cells(p, cells)));
         }
-        self.read_row().transpose()
+        self.read_row()
+            .transpose()
+            .map(|r| r.map(|row| into_cells(row, cells)))
     }
 
     fn describe(&self) -> String {
@@ -397,8 +415,8 @@ impl RowSource for XlsxSource {
     fn headers(&self) -> &[String] {
         &self.headers
     }
-    fn next_row(&mut self) -> Option<Result<RowResult, IngestError>> {
-        self.rows.next().map(Ok)
+    fn next_row(&mut self, cells: &mut Vec<String>) -> RowRead {
+        self.rows.next().map(|row| Ok(into_cells(row, cells)))
     }
     fn describe(&self) -> String {
         "xlsx".into()
@@ -416,8 +434,10 @@ impl RowSource for ChannelSource {
     fn headers(&self) -> &[String] {
         &self.headers
     }
-    fn next_row(&mut self) -> Option<Result<RowResult, IngestError>> {
-        self.rx.blocking_recv().map(|r| r.map(Ok))
+    fn next_row(&mut self, cells: &mut Vec<String>) -> RowRead {
+        self.rx
+            .blocking_recv()
+            .map(|r| r.map(|row| into_cells(Ok(row), cells)))
     }
     fn describe(&self) -> String {
         self.what.clone()

@@ -2,6 +2,7 @@
 //! version; the per-row reports of every batch; the hash-chained data log.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -12,6 +13,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use crate::StoreError;
 use crate::datalog::{self, LogEntry};
 use crate::db::{Backend, placeholders, values_clause};
+use crate::native::NativeBatch;
 
 /// A record ready to be stored: the indexed columns and the payload. Personal fields are already
 /// sealed (`personal`) and absent from `payload`.
@@ -216,26 +218,29 @@ pub struct RecordFilter {
     pub offset: Option<u32>,
 }
 
-const RECORD_COLUMNS: &str = "id, category, key_hash, version, status, source_unit, subject_code, subject_index, \
+pub(crate) const RECORD_COLUMNS: &str = "id, category, key_hash, version, status, source_unit, subject_code, subject_index, \
     document_number, decision_date, lag_days, batch_id, content_hash, payload, personal, ingested_at";
-const RECORD_COLUMN_COUNT: usize = 16;
+pub(crate) const RECORD_COLUMN_COUNT: usize = 16;
 /// Rows per multi-row INSERT: 256 rows × 16 columns stays far below every engine's parameter limit.
 pub const INSERT_CHUNK: usize = 256;
-const LOOKUP_CHUNK: usize = 500;
+pub(crate) const LOOKUP_CHUNK: usize = 500;
 
 /// The collection store (归集共享库).
 #[derive(Clone)]
 pub struct CollectionStore {
     pool: AnyPool,
     backend: Backend,
+    /// The SQLite file, written through the native writer; `None` on PostgreSQL.
+    sqlite_file: Option<PathBuf>,
     writer: Arc<Mutex<()>>,
 }
 
 impl CollectionStore {
-    pub(crate) fn new(pool: AnyPool, backend: Backend) -> Self {
+    pub(crate) fn new(pool: AnyPool, backend: Backend, sqlite_file: Option<PathBuf>) -> Self {
         Self {
             pool,
             backend,
+            sqlite_file,
             writer: Arc::new(Mutex::new(())),
         }
     }
@@ -249,16 +254,29 @@ impl CollectionStore {
     /// so a crash leaves the store as before the batch or with the batch complete.
     pub async fn begin_batch(&self) -> Result<BatchWriter, StoreError> {
         let guard = self.writer.clone().lock_owned().await;
-        let mut tx = self.pool.begin().await?;
-        let next_id: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS n FROM records")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
+        let inner = match &self.sqlite_file {
+            Some(path) => WriterKind::Native(NativeBatch::begin(path).await?),
+            None => {
+                let mut tx = self.pool.begin().await?;
+                let next_id: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS n FROM records")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("n")?;
+                WriterKind::Sqlx(SqlxBatch {
+                    tx,
+                    backend: self.backend,
+                    next_id,
+                    insert_sql: HashMap::new(),
+                })
+            }
+        };
+        let started_empty = match &inner {
+            WriterKind::Sqlx(w) => w.next_id == 1,
+            WriterKind::Native(w) => w.next_id() == 1,
+        };
         Ok(BatchWriter {
-            tx,
-            backend: self.backend,
-            next_id,
-            insert_sql: HashMap::new(),
+            inner,
+            started_empty,
             _guard: guard,
         })
     }
@@ -412,18 +430,115 @@ fn stored_record(row: &AnyRow) -> Result<StoredRecord, StoreError> {
 }
 
 /// Writes one batch inside one transaction. Dropping it without [`BatchWriter::commit`] rolls the
-/// whole batch back.
+/// whole batch back. On SQLite the writes go through the native writer thread, on PostgreSQL
+/// through sqlx; both keep the same statements and the same transaction boundaries.
 pub struct BatchWriter {
+    inner: WriterKind,
+    started_empty: bool,
+    _guard: OwnedMutexGuard<()>,
+}
+
+enum WriterKind {
+    Sqlx(SqlxBatch),
+    Native(NativeBatch),
+}
+
+impl BatchWriter {
+    /// Whether the store held no record when the batch began (then only this batch's own keys can
+    /// already exist).
+    pub fn started_empty(&self) -> bool {
+        self.started_empty
+    }
+
+    /// The current versions of the records with these business-key hashes in `category`.
+    pub async fn lookup(
+        &mut self,
+        category: &str,
+        key_hashes: &[&str],
+    ) -> Result<HashMap<String, ExistingRecord>, StoreError> {
+        if key_hashes.is_empty() {
+            return Ok(HashMap::new());
+        }
+        match &mut self.inner {
+            WriterKind::Sqlx(w) => w.lookup(category, key_hashes).await,
+            WriterKind::Native(w) => w.lookup(category, key_hashes).await,
+        }
+    }
+
+    /// Insert new records (version 1), returning their ids.
+    pub async fn insert(
+        &mut self,
+        batch_id: &str,
+        ingested_at: &str,
+        records: Vec<NewRecord>,
+    ) -> Result<Vec<i64>, StoreError> {
+        match &mut self.inner {
+            WriterKind::Sqlx(w) => w.insert(batch_id, ingested_at, records).await,
+            WriterKind::Native(w) => w.insert(batch_id, ingested_at, records).await,
+        }
+    }
+
+    /// Wait until every write queued so far has been applied (the SQLite writer queues inserts and
+    /// report rows without waiting); reports the first failure.
+    pub async fn flush(&mut self) -> Result<(), StoreError> {
+        match &mut self.inner {
+            WriterKind::Sqlx(_) => Ok(()),
+            WriterKind::Native(w) => w.flush().await,
+        }
+    }
+
+    /// Replace the current version of record `id` by `record`: the old version goes to history.
+    /// Returns the new version number.
+    pub async fn supersede(
+        &mut self,
+        id: i64,
+        batch_id: &str,
+        ingested_at: &str,
+        record: NewRecord,
+    ) -> Result<i64, StoreError> {
+        match &mut self.inner {
+            WriterKind::Sqlx(w) => w.supersede(id, batch_id, ingested_at, record).await,
+            WriterKind::Native(w) => w.supersede(id, batch_id, ingested_at, record).await,
+        }
+    }
+
+    /// Record the report lines of rows that were not plainly stored.
+    pub async fn report(&mut self, batch_id: &str, rows: &[ReportRow]) -> Result<(), StoreError> {
+        match &mut self.inner {
+            WriterKind::Sqlx(w) => w.report(batch_id, rows).await,
+            WriterKind::Native(w) => w.report(batch_id, rows).await,
+        }
+    }
+
+    /// Append the batch to the data log and commit everything at once.
+    pub async fn commit(self, at: &str, summary: &BatchSummary) -> Result<LogEntry, StoreError> {
+        let entry = LogEntry::batch(at, summary);
+        match self.inner {
+            WriterKind::Sqlx(w) => w.commit(entry).await,
+            WriterKind::Native(w) => w.commit(entry).await,
+        }
+    }
+
+    /// Abandon the batch: nothing it wrote stays.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self.inner {
+            WriterKind::Sqlx(w) => w.rollback().await,
+            WriterKind::Native(w) => w.rollback().await,
+        }
+    }
+}
+
+/// The sqlx (PostgreSQL) batch writer.
+struct SqlxBatch {
     tx: Transaction<'static, Any>,
     backend: Backend,
     next_id: i64,
     insert_sql: HashMap<usize, String>,
-    _guard: OwnedMutexGuard<()>,
 }
 
-impl BatchWriter {
+impl SqlxBatch {
     /// The current versions of the records with these business-key hashes in `category`.
-    pub async fn lookup(
+    async fn lookup(
         &mut self,
         category: &str,
         key_hashes: &[&str],
@@ -455,7 +570,7 @@ impl BatchWriter {
     }
 
     /// Insert new records (version 1), returning their ids.
-    pub async fn insert(
+    async fn insert(
         &mut self,
         batch_id: &str,
         ingested_at: &str,
@@ -505,7 +620,7 @@ impl BatchWriter {
     }
 
     /// Replace the current version of record `id` by `record`: the old version goes to history.
-    pub async fn supersede(
+    async fn supersede(
         &mut self,
         id: i64,
         batch_id: &str,
@@ -544,7 +659,7 @@ impl BatchWriter {
     }
 
     /// Record the report lines of rows that were not plainly stored.
-    pub async fn report(&mut self, batch_id: &str, rows: &[ReportRow]) -> Result<(), StoreError> {
+    async fn report(&mut self, batch_id: &str, rows: &[ReportRow]) -> Result<(), StoreError> {
         for chunk in rows.chunks(INSERT_CHUNK) {
             let sql = format!(
                 "INSERT INTO batch_rows (batch_id, row_number, outcome, warnings) VALUES {}",
@@ -583,20 +698,14 @@ impl BatchWriter {
         Ok(())
     }
 
-    /// Append the batch to the data log and commit everything at once.
-    pub async fn commit(
-        mut self,
-        at: &str,
-        summary: &BatchSummary,
-    ) -> Result<LogEntry, StoreError> {
-        let entry = LogEntry::batch(at, summary);
+    async fn commit(mut self, entry: LogEntry) -> Result<LogEntry, StoreError> {
         let entry = datalog::append(&mut self.tx, &entry).await?;
         self.tx.commit().await?;
         Ok(entry)
     }
 
     /// Abandon the batch: nothing it wrote stays.
-    pub async fn rollback(self) -> Result<(), StoreError> {
+    async fn rollback(self) -> Result<(), StoreError> {
         self.tx.rollback().await?;
         Ok(())
     }

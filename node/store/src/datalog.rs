@@ -120,7 +120,7 @@ impl LogEntry {
     }
 }
 
-const COLUMNS: &str = "seq, at, kind, actor, batch_id, source_unit, category, source, total, stored, updated, \
+pub(crate) const COLUMNS: &str = "seq, at, kind, actor, batch_id, source_unit, category, source, total, stored, updated, \
     duplicate, rejected, detail, prev_hash, entry_hash";
 
 fn from_row(row: &AnyRow) -> Result<LogEntry, StoreError> {

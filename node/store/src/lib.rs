@@ -14,6 +14,7 @@ mod collection;
 pub mod datalog;
 mod db;
 mod keys;
+mod native;
 pub mod quality;
 
 use sqlx::{AnyPool, Row};
@@ -126,7 +127,14 @@ impl NodeStores {
         RETURN_FLOW_MIGRATIONS.run(&return_flow).await?;
         tracing::info!(backend = ?location.backend(), "stores open");
         Ok(Self {
-            collection: CollectionStore::new(collection, location.backend()),
+            collection: CollectionStore::new(
+                collection,
+                location.backend(),
+                match &location {
+                    StoreLocation::Sqlite(dir) => Some(dir.join("collection.db")),
+                    StoreLocation::Postgres(_) => None,
+                },
+            ),
             location,
             return_flow: ReturnFlowStore { pool: return_flow },
         })

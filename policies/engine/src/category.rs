@@ -498,7 +498,20 @@ impl Category {
         mapping: &HeaderMapping,
         cells: impl IntoIterator<Item = &'a str>,
     ) -> Vec<String> {
-        let mut values = vec![String::new(); self.fields.len()];
+        let mut values = Vec::new();
+        self.map_row_into(mapping, cells, &mut values);
+        values
+    }
+
+    /// [`Category::map_row`] into a reused buffer: its strings keep their capacity across rows.
+    pub fn map_row_into<'a>(
+        &self,
+        mapping: &HeaderMapping,
+        cells: impl IntoIterator<Item = &'a str>,
+        values: &mut Vec<String>,
+    ) {
+        values.resize_with(self.fields.len(), String::new);
+        values.iter_mut().for_each(String::clear);
         // Values set by a legacy `set`, applied after the row so that an explicit column wins.
         let mut defaults: Vec<(usize, &str)> = Vec::new();
         for (col, cell) in mapping.columns.iter().zip(cells) {
@@ -509,9 +522,9 @@ impl Category {
             }
             let slot = &mut values[target.field];
             match &target.mode {
-                LegacyMode::Rename => cell.clone_into(slot),
+                LegacyMode::Rename => slot.push_str(cell),
                 LegacyMode::SetAlso(also) => {
-                    cell.clone_into(slot);
+                    slot.push_str(cell);
                     defaults.extend(also.iter().map(|(f, v)| (*f, v.as_str())));
                 }
                 LegacyMode::Join(sep) => {
@@ -531,20 +544,16 @@ impl Category {
         }
         for (f, v) in defaults {
             if values[f].is_empty() {
-                v.clone_into(&mut values[f]);
+                values[f].push_str(v);
             }
         }
-        values
     }
 
     /// Clean a mapped row in place: trim, full-width → half-width in codes, numbers and dates, date
     /// normalisation, upper-case check characters, penalty-type normalisation, derived fields.
     pub fn clean(&self, values: &mut [String]) {
         for (field, value) in self.fields.iter().zip(values.iter_mut()) {
-            let trimmed = trim_all(value);
-            if trimmed.len() != value.len() {
-                *value = trimmed.to_owned();
-            }
+            trim_in_place(value);
             if value.is_empty() {
                 continue;
             }
@@ -874,6 +883,18 @@ impl Category {
             .find(|(f, v)| f.personal && !v.is_empty())
             .map(|(_, v)| v)
     }
+}
+
+/// Trim like [`trim_all`], in place, without reallocating.
+fn trim_in_place(value: &mut String) {
+    let trimmed = trim_all(value);
+    if trimmed.len() == value.len() {
+        return;
+    }
+    let start = trimmed.as_ptr() as usize - value.as_ptr() as usize;
+    let end = start + trimmed.len();
+    value.truncate(end);
+    value.drain(..start);
 }
 
 fn normalise_header(raw: &str) -> String {

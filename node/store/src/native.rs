@@ -1,0 +1,416 @@
+//! The SQLite batch writer: a dedicated thread that owns a rusqlite connection to the store file
+//! and runs the whole batch as one `BEGIN IMMEDIATE` transaction, one cached prepared statement per
+//! kind of write. It exists for speed: sqlx's per-argument overhead cost as much as SQLite itself
+//! for bulk inserts (see ARCHITECTURE.md). Reads and PostgreSQL still go through sqlx.
+//!
+//! Async callers send closures over a channel and await their replies. If the writer is dropped
+//! without a commit, the connection closes with the transaction open and SQLite rolls it back.
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+pub(crate) struct NativeWriter {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    failures: std::sync::Arc<std::sync::Mutex<Option<StoreError>>>,
+}
+
+pub(crate) fn sqlite_error(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol(format!("sqlite: {e}")))
+}
+
+impl NativeWriter {
+    /// Open the store file and begin the batch's transaction.
+    pub(crate) async fn begin(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<(), StoreError>>();
+        let thread = std::thread::Builder::new()
+            .name("xy-sqlite-writer".into())
+            .spawn(move || {
+                let opened = (|| {
+                    let conn = Connection::open(&path).map_err(sqlite_error)?;
+                    conn.execute_batch(
+                        "PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; PRAGMA cache_size = -131072; \
+                         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0; BEGIN IMMEDIATE",
+                    )
+                    .map_err(sqlite_error)?;
+                    Ok(conn)
+                })();
+                let mut conn = match opened {
+                    Ok(c) => {
+                        let _ = ready_tx.send(Ok(()));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while let Ok(job) = rx.recv() {
+                    job(&mut conn);
+                }
+                // Channel closed: a committed batch has ended its transaction; an abandoned one is
+                // rolled back when the connection closes.
+            })
+            .map_err(|e| StoreError::Io("sqlite writer thread".into(), e))?;
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(Self {
+                jobs: Some(jobs),
+                thread: Some(thread),
+                failures: Default::default(),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::Corrupt("sqlite writer thread ended".into())),
+        }
+    }
+
+    /// Run `f` on the writer's connection and return its result.
+    pub(crate) async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        self.jobs
+            .as_ref()
+            .ok_or_else(|| StoreError::Corrupt("sqlite writer closed".into()))?
+            .send(job)
+            .map_err(|_| StoreError::Corrupt("sqlite writer thread ended".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Corrupt("sqlite writer thread ended".into()))?
+    }
+
+    /// Queue `f` without waiting for it; its outcome is collected by [`NativeWriter::failure`].
+    /// Jobs run in order, so a later call sees everything queued before it.
+    pub(crate) fn queue<F>(&mut self, f: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<(), StoreError> + Send + 'static,
+    {
+        let failures = self.failures.clone();
+        let job: Job = Box::new(move |conn| {
+            if let Err(e) = f(conn)
+                && let Ok(mut slot) = failures.lock()
+            {
+                slot.get_or_insert(e);
+            }
+        });
+        self.jobs
+            .as_ref()
+            .ok_or_else(|| StoreError::Corrupt("sqlite writer closed".into()))?
+            .send(job)
+            .map_err(|_| StoreError::Corrupt("sqlite writer thread ended".into()))
+    }
+
+    /// The first error of a queued job, if any (call after a waited-for call, so that every job
+    /// queued before it has run).
+    pub(crate) fn failure(&self) -> Option<StoreError> {
+        self.failures.lock().ok().and_then(|mut f| f.take())
+    }
+
+    /// Stop the thread after a commit or rollback job. With `checkpoint`, the thread first copies
+    /// the write-ahead log into the database file (PASSIVE: it neither blocks nor waits for readers
+    /// or the next batch's writer). The writer connection runs with autocheckpoint off so that this
+    /// copy happens after the batch is durable instead of inside it.
+    pub(crate) fn finish(mut self, checkpoint: bool) {
+        if let Some(jobs) = self.jobs.take()
+            && checkpoint
+        {
+            let _ = jobs.send(Box::new(|conn| {
+                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                    tracing::warn!(error = %e, "checkpoint after batch failed");
+                }
+            }));
+        }
+        // The thread ends by itself once the queue is drained.
+        self.thread.take();
+    }
+}
+
+impl Drop for NativeWriter {
+    fn drop(&mut self) {
+        self.jobs.take();
+        // Not joined here: dropping happens on async tasks; the thread ends on its own.
+        self.thread.take();
+    }
+}
+
+use std::collections::HashMap;
+
+use crate::collection::{ExistingRecord, LOOKUP_CHUNK, NewRecord, RECORD_COLUMNS, ReportRow};
+use crate::datalog::{COLUMNS as LOG_COLUMNS, GENESIS, LogEntry};
+
+/// One batch written through the native writer.
+pub(crate) struct NativeBatch {
+    writer: NativeWriter,
+    next_id: i64,
+}
+
+fn placeholders(n: usize) -> String {
+    let mut s = "?,".repeat(n);
+    s.pop();
+    s
+}
+
+impl NativeBatch {
+    pub(crate) async fn begin(path: &Path) -> Result<Self, StoreError> {
+        let writer = NativeWriter::begin(path).await?;
+        let next_id = writer
+            .call(|c| {
+                c.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM records", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(sqlite_error)
+            })
+            .await?;
+        Ok(Self { writer, next_id })
+    }
+
+    pub(crate) fn next_id(&self) -> i64 {
+        self.next_id
+    }
+
+    pub(crate) async fn lookup(
+        &mut self,
+        category: &str,
+        key_hashes: &[&str],
+    ) -> Result<HashMap<String, ExistingRecord>, StoreError> {
+        let category = category.to_owned();
+        let keys: Vec<String> = key_hashes.iter().map(|k| (*k).to_owned()).collect();
+        self.writer
+            .call(move |c| {
+                let mut found = HashMap::new();
+                for chunk in keys.chunks(LOOKUP_CHUNK) {
+                    let sql = format!(
+                        "SELECT key_hash, id, version, content_hash FROM records WHERE category = ? AND key_hash IN ({})",
+                        placeholders(chunk.len())
+                    );
+                    let mut st = c.prepare_cached(&sql).map_err(sqlite_error)?;
+                    let params = std::iter::once(&category).chain(chunk.iter());
+                    let mut rows = st.query(rusqlite::params_from_iter(params)).map_err(sqlite_error)?;
+                    while let Some(row) = rows.next().map_err(sqlite_error)? {
+                        found.insert(
+                            row.get::<_, String>(0).map_err(sqlite_error)?,
+                            ExistingRecord {
+                                id: row.get(1).map_err(sqlite_error)?,
+                                version: row.get(2).map_err(sqlite_error)?,
+                                content_hash: row.get(3).map_err(sqlite_error)?,
+                            },
+                        );
+                    }
+                }
+                Ok(found)
+            })
+            .await
+            .and_then(|found| self.writer.failure().map_or(Ok(found), Err))
+    }
+
+    pub(crate) async fn insert(
+        &mut self,
+        batch_id: &str,
+        ingested_at: &str,
+        records: Vec<NewRecord>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let first = self.next_id;
+        self.next_id += records.len() as i64;
+        let ids: Vec<i64> = (first..self.next_id).collect();
+        let batch_id = batch_id.to_owned();
+        let at = ingested_at.to_owned();
+        self.writer.queue(move |c| {
+                let mut st = c
+                    .prepare_cached(&format!(
+                        "INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?)"
+                    ))
+                    .map_err(sqlite_error)?;
+                for (id, r) in (first..).zip(records) {
+                    st.execute(rusqlite::params![
+                        id,
+                        r.category,
+                        r.key_hash,
+                        r.status,
+                        r.source_unit,
+                        r.subject_code,
+                        r.subject_index,
+                        r.document_number,
+                        r.decision_date,
+                        r.lag_days,
+                        batch_id,
+                        r.content_hash,
+                        r.payload,
+                        r.personal,
+                        at,
+                    ])
+                    .map_err(sqlite_error)?;
+                }
+                Ok(())
+            })?;
+        Ok(ids)
+    }
+
+    pub(crate) async fn supersede(
+        &mut self,
+        id: i64,
+        batch_id: &str,
+        ingested_at: &str,
+        r: NewRecord,
+    ) -> Result<i64, StoreError> {
+        let batch_id = batch_id.to_owned();
+        let at = ingested_at.to_owned();
+        self.writer
+            .call(move |c| {
+                c.prepare_cached(&format!(
+                    "INSERT INTO record_history ({RECORD_COLUMNS}, superseded_by_batch) \
+                     SELECT {RECORD_COLUMNS}, ?2 FROM records WHERE id = ?1"
+                ))
+                .and_then(|mut st| st.execute(rusqlite::params![id, batch_id]))
+                .map_err(sqlite_error)?;
+                c.prepare_cached(
+                    "UPDATE records SET version = version + 1, status = ?2, source_unit = ?3, subject_code = ?4, \
+                     subject_index = ?5, document_number = ?6, decision_date = ?7, lag_days = ?8, batch_id = ?9, \
+                     content_hash = ?10, payload = ?11, personal = ?12, ingested_at = ?13 WHERE id = ?1 RETURNING version",
+                )
+                .and_then(|mut st| {
+                    st.query_row(
+                        rusqlite::params![
+                            id,
+                            r.status,
+                            r.source_unit,
+                            r.subject_code,
+                            r.subject_index,
+                            r.document_number,
+                            r.decision_date,
+                            r.lag_days,
+                            batch_id,
+                            r.content_hash,
+                            r.payload,
+                            r.personal,
+                            at,
+                        ],
+                        |row| row.get::<_, i64>(0),
+                    )
+                })
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    pub(crate) async fn report(
+        &mut self,
+        batch_id: &str,
+        rows: &[ReportRow],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch_id = batch_id.to_owned();
+        let rows = rows.to_vec();
+        self.writer.queue(move |c| {
+                let mut row_st = c
+                    .prepare_cached("INSERT INTO batch_rows (batch_id, row_number, outcome, warnings) VALUES (?, ?, ?, ?)")
+                    .map_err(sqlite_error)?;
+                for r in &rows {
+                    let warnings = serde_json::to_string(&r.warnings).unwrap_or_else(|_| "[]".into());
+                    row_st
+                        .execute(rusqlite::params![batch_id, r.row as i64, r.outcome.as_str(), warnings])
+                        .map_err(sqlite_error)?;
+                }
+                let mut fault_st = c
+                    .prepare_cached(
+                        "INSERT INTO batch_faults (batch_id, row_number, field, rule, reason) VALUES (?, ?, ?, ?, ?)",
+                    )
+                    .map_err(sqlite_error)?;
+                for r in &rows {
+                    for f in &r.faults {
+                        fault_st
+                            .execute(rusqlite::params![batch_id, r.row as i64, f.field, f.rule, f.reason])
+                            .map_err(sqlite_error)?;
+                    }
+                }
+                Ok(())
+            })
+    }
+
+    pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
+        self.writer.call(|_| Ok(())).await?;
+        self.writer.failure().map_or(Ok(()), Err)
+    }
+
+    pub(crate) async fn commit(self, entry: LogEntry) -> Result<LogEntry, StoreError> {
+        // Wait for every queued write; a failed one rolls the batch back.
+        self.writer.call(|_| Ok(())).await?;
+        if let Some(e) = self.writer.failure() {
+            let _ = self
+                .writer
+                .call(|c| c.execute_batch("ROLLBACK").map_err(sqlite_error))
+                .await;
+            self.writer.finish(false);
+            return Err(e);
+        }
+        let entry = self
+            .writer
+            .call(move |c| {
+                let last: Option<(i64, String)> = c
+                    .query_row("SELECT seq, entry_hash FROM data_log ORDER BY seq DESC LIMIT 1", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        other => Err(other),
+                    })
+                    .map_err(sqlite_error)?;
+                let mut e = entry;
+                (e.seq, e.prev_hash) = match last {
+                    Some((seq, hash)) => (seq + 1, hash),
+                    None => (1, GENESIS.to_owned()),
+                };
+                e.entry_hash = e.compute_hash();
+                c.execute(
+                    &format!("INSERT INTO data_log ({LOG_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"),
+                    rusqlite::params![
+                        e.seq,
+                        e.at,
+                        e.kind,
+                        e.actor,
+                        e.batch_id,
+                        e.source_unit,
+                        e.category,
+                        e.source,
+                        e.total,
+                        e.stored,
+                        e.updated,
+                        e.duplicate,
+                        e.rejected,
+                        e.detail,
+                        e.prev_hash,
+                        e.entry_hash,
+                    ],
+                )
+                .map_err(sqlite_error)?;
+                c.execute_batch("COMMIT").map_err(sqlite_error)?;
+                Ok(e)
+            })
+            .await?;
+        self.writer.finish(true);
+        Ok(entry)
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), StoreError> {
+        let result = self
+            .writer
+            .call(|c| c.execute_batch("ROLLBACK").map_err(sqlite_error))
+            .await;
+        self.writer.finish(false);
+        result
+    }
+}
