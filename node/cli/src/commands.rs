@@ -576,7 +576,7 @@ pub(crate) async fn serve_node(
         spawn_quality_schedule(
             node.stores.clone(),
             node.data_dir.join("reports"),
-            Duration::from_secs(every.max(60)),
+            Duration::from_secs(every.max(1)),
         );
     }
     let listener = tokio::net::TcpListener::bind(listen)

@@ -321,3 +321,75 @@ fn help_lists_the_commands() {
         assert!(help.contains(cmd), "{cmd}");
     }
 }
+
+/// `serve` on a real loopback socket: health, deny by default, and the quality report written on
+/// the schedule set in the configuration.
+#[test]
+fn serve_writes_scheduled_quality_reports_and_denies_by_default() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let dd = dir.path().join("node");
+    std::fs::create_dir_all(&dd).unwrap();
+    std::fs::write(
+        dd.join("node.toml"),
+        "listen = \"127.0.0.1:0\"\nquality_report_interval_secs = 1\n",
+    )
+    .unwrap();
+    let input = dir.path().join("cf.csv").display().to_string();
+    ok(&["generate", "--output", &input, "--rows", "50"]);
+    ok(&["ingest", &input, "--data-dir", &dd.display().to_string()]);
+    let mut child = Command::new(BIN)
+        .args(["serve", "--data-dir", &dd.display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("listen address")
+        .to_owned();
+    let request = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(request("/health").starts_with("HTTP/1.1 200"));
+    assert!(request("/api/v1/records").starts_with("HTTP/1.1 401"));
+    let reports = dd.join("reports");
+    let start = Instant::now();
+    let found = loop {
+        let n = std::fs::read_dir(&reports)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if n > 0 || start.elapsed() > Duration::from_secs(20) {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    child.kill().ok();
+    child.wait().unwrap();
+    assert!(found > 0, "no scheduled quality report written");
+    let report = std::fs::read_dir(&reports)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap()).unwrap();
+    assert_eq!(v[0]["total"], 50);
+}
