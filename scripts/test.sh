@@ -66,4 +66,14 @@ log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 log "cargo test"
-cargo test --workspace --quiet
+# Library, binary and integration tests (the workspace has no doc tests); the output is kept to
+# print one total at the end, since cargo ends with the line of its last (possibly empty) harness.
+OUT="$PG_DIR/cargo-test.out"
+chmod 777 "$PG_DIR"
+set +e
+cargo test --workspace --lib --bins --tests 2>&1 | tee "$OUT"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\nsummary: %d passed, %d failed\n", p, f }' "$OUT"
+exit "$status"

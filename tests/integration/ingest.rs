@@ -597,3 +597,77 @@ async fn database_tables_are_ingested_like_files() {
             .is_err()
     );
 }
+
+/// A bounded, seeded mutation fuzzer over valid inputs of each format (the cargo-fuzz target in
+/// `fuzz/` explores further): truncations, bit flips, duplicated and deleted spans. Nothing panics.
+#[test]
+fn mutated_inputs_never_panic() {
+    use rust_xlsxwriter::Workbook;
+    let policies = xy_policy::PolicySet::builtin().unwrap();
+    let (headers, rows) = generate(Kind::Penalty, Version::V1, 40, 77);
+    let mut csv = Vec::new();
+    xy_synth::write_csv(
+        &mut csv,
+        &headers,
+        rows.clone().into_iter(),
+        CsvEncoding::Gbk,
+        true,
+    )
+    .unwrap();
+    let mut jsonl = Vec::new();
+    xy_synth::write_jsonl(&mut jsonl, &headers, rows.clone().into_iter()).unwrap();
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    for (c, h) in headers.iter().enumerate() {
+        sheet.write_string(0, c as u16, *h).unwrap();
+    }
+    for (r, row) in rows.iter().take(10).enumerate() {
+        for (c, v) in row.cells.iter().enumerate() {
+            sheet.write_string(r as u32 + 1, c as u16, v).unwrap();
+        }
+    }
+    let xlsx = book.save_to_buffer().unwrap();
+    // Unmutated inputs parse and hold valid rows.
+    assert!(xy_ingest::fuzz_rows(&csv, xy_ingest::InputFormat::Csv, &policies).unwrap() > 20);
+    assert!(xy_ingest::fuzz_rows(&jsonl, xy_ingest::InputFormat::Jsonl, &policies).unwrap() > 20);
+    assert!(xy_ingest::fuzz_rows(&xlsx, xy_ingest::InputFormat::Xlsx, &policies).unwrap() > 5);
+    let mut state = 0x9E3779B97F4A7C15u64;
+    let mut next = move |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound.max(1) as u64) as usize
+    };
+    for (input, format, rounds) in [
+        (&csv, xy_ingest::InputFormat::Csv, 400),
+        (&jsonl, xy_ingest::InputFormat::Jsonl, 400),
+        (&xlsx, xy_ingest::InputFormat::Xlsx, 60),
+    ] {
+        for _ in 0..rounds {
+            let mut m = input.clone();
+            for _ in 0..1 + next(4) {
+                match next(4) {
+                    0 => m.truncate(next(m.len())),
+                    1 => {
+                        let i = next(m.len());
+                        if let Some(b) = m.get_mut(i) {
+                            *b ^= 1 << next(8);
+                        }
+                    }
+                    2 => {
+                        let (a, len) = (next(m.len()), next(64));
+                        let span: Vec<u8> = m.iter().skip(a).take(len).copied().collect();
+                        let at = next(m.len());
+                        m.splice(at..at, span);
+                    }
+                    _ => {
+                        let a = next(m.len());
+                        let b = (a + next(32)).min(m.len());
+                        m.drain(a..b);
+                    }
+                }
+            }
+            let _ = xy_ingest::fuzz_rows(&m, format, &policies);
+        }
+    }
+}

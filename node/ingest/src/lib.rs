@@ -416,6 +416,48 @@ fn hex_lower(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The CPU stage over bytes in memory, for fuzzing the readers: encoding detection, CSV, JSON
+/// lines or xlsx, then mapping, cleaning, validation and sealing of every row. Returns the number of
+/// valid rows; any error is an input error, and nothing may panic.
+pub fn fuzz_rows(
+    data: &[u8],
+    format: InputFormat,
+    policies: &PolicySet,
+) -> Result<usize, IngestError> {
+    let mut source: Box<dyn RowSource> = match format {
+        InputFormat::Csv => Box::new(CsvSource::new(data)?),
+        InputFormat::Jsonl => Box::new(JsonlSource::new(data)?),
+        InputFormat::Xlsx => Box::new(XlsxSource::from_reader(std::io::Cursor::new(data))?),
+    };
+    let category = policies.detect(source.headers())?;
+    let mut mapping = category.map_header(source.headers())?;
+    let keys = NodeKeys::from_master(&[0x5a; 32]);
+    let today = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
+    let ctx = RowContext {
+        category: &category,
+        keys: &keys,
+        today,
+        source_unit: None,
+    };
+    let (mut cells, mut values) = (Vec::new(), Vec::new());
+    let mut rng = rand::rng();
+    let mut valid = 0;
+    let mut row = 0;
+    while let Some(next) = source.next_row(&mut cells) {
+        row += 1;
+        if source.headers().len() != mapping.width() {
+            mapping = category.map_header(source.headers())?;
+        }
+        if next?.is_ok()
+            && let Prepared::Valid { .. } =
+                ctx.prepare(row, &mapping, &cells, &mut values, &mut rng)
+        {
+            valid += 1;
+        }
+    }
+    Ok(valid)
+}
+
 /// How a subject identifier is looked up: a USCC by its code, anything else as a personal identity
 /// number through its blind index. Returns (code, blind index, a form safe to log).
 pub fn subject_lookup(subject: &str, keys: &NodeKeys) -> (Option<String>, Option<String>, String) {

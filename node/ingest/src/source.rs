@@ -308,10 +308,16 @@ pub(crate) struct XlsxSource {
 
 impl XlsxSource {
     pub(crate) fn open(path: &Path) -> Result<Self, IngestError> {
-        use calamine::{Data, Reader, Xlsx, open_workbook};
+        let file = std::fs::File::open(path).map_err(IngestError::Read)?;
+        Self::from_reader(std::io::BufReader::new(file))
+    }
+
+    /// Read a workbook from any seekable reader (a file, or bytes in memory).
+    pub(crate) fn from_reader<R: Read + std::io::Seek>(reader: R) -> Result<Self, IngestError> {
+        use calamine::{Data, Reader, Xlsx};
         let excel =
             |e: calamine::XlsxError| IngestError::Malformed(format!("Excel 文件无法读取：{e}"));
-        let mut book: Xlsx<_> = open_workbook(path).map_err(excel)?;
+        let mut book: Xlsx<R> = Xlsx::new(reader).map_err(excel)?;
         let name = book
             .sheet_names()
             .first()
