@@ -162,12 +162,6 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     }
 }
 
-fn now_cst() -> (chrono::NaiveDate, String) {
-    let now = chrono::Utc::now()
-        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!()));
-    (now.date_naive(), now.to_rfc3339())
-}
-
 #[derive(Debug, Deserialize)]
 struct IngestParams {
     category: Option<String>,
@@ -245,7 +239,7 @@ async fn ingest(
         file.sync_all()
             .await
             .map_err(|e| internal("sync upload", e))?;
-        let (today, now) = now_cst();
+        let (today, now) = xy_ingest::now_china();
         let options = IngestOptions {
             category: p.category.clone(),
             source_unit: p.source_unit.clone(),
@@ -389,7 +383,7 @@ async fn records(
         audit_subject = Some(shown);
     }
     let found = inner.stores.collection.query(&filter).await?;
-    let (_, now) = now_cst();
+    let (_, now) = xy_ingest::now_china();
     inner
         .stores
         .collection
@@ -408,7 +402,7 @@ async fn records(
 async fn history(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let inner = &state.inner;
     let versions = inner.stores.collection.history(id).await?;
-    let (_, now) = now_cst();
+    let (_, now) = xy_ingest::now_china();
     inner
         .stores
         .collection

@@ -85,16 +85,7 @@ pub(crate) async fn open_with(data_dir: &Path, config: NodeConfig) -> anyhow::Re
     })
 }
 
-/// Today's date and the current time in China Standard Time (UTC+8), where decisions are dated.
-pub(crate) fn now_cst() -> (chrono::NaiveDate, String) {
-    let offset = chrono::FixedOffset::east_opt(8 * 3600)
-        .unwrap_or_else(|| unreachable!("UTC+8 is a valid offset"));
-    let now = chrono::Utc::now().with_timezone(&offset);
-    (
-        now.date_naive(),
-        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
-    )
-}
+pub(crate) use xy_ingest::now_china as now_cst;
 
 /// The HTTP API token in <data-dir>/api.token, created (mode 0600) on first use.
 pub(crate) fn api_token(data_dir: &Path) -> anyhow::Result<String> {

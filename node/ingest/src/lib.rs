@@ -458,6 +458,18 @@ pub fn fuzz_rows(
     Ok(valid)
 }
 
+/// Today's date and the current time (RFC 3339, seconds) in China Standard Time (UTC+8), where
+/// decisions are dated: "not in the future" is judged against this date.
+pub fn now_china() -> (NaiveDate, String) {
+    let offset = chrono::FixedOffset::east_opt(8 * 3600)
+        .unwrap_or_else(|| unreachable!("UTC+8 is a valid offset"));
+    let now = chrono::Utc::now().with_timezone(&offset);
+    (
+        now.date_naive(),
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+    )
+}
+
 /// How a subject identifier is looked up: a USCC by its code, anything else as a personal identity
 /// number through its blind index. Returns (code, blind index, a form safe to log).
 pub fn subject_lookup(subject: &str, keys: &NodeKeys) -> (Option<String>, Option<String>, String) {
@@ -661,42 +673,38 @@ impl BatchState<'_> {
                             KeyState::Pending { content_hash, .. }
                             | KeyState::Known { content_hash, .. },
                         ) if *content_hash == record.content_hash => Outcome::Duplicate,
-                        Some(KeyState::Known { id, .. }) => {
-                            let id = *id;
-                            let key = record.key_hash.clone();
-                            let hash = record.content_hash.clone();
-                            writer.supersede(id, batch_id, now, record).await?;
-                            state.insert(
-                                key,
-                                KeyState::Known {
-                                    id,
-                                    content_hash: hash,
-                                },
-                            );
-                            Outcome::Updated
-                        }
-                        Some(KeyState::Pending { .. }) => {
-                            // A changed row for a key first seen earlier in this chunk: store the
-                            // earlier rows first so the change can be versioned against them.
-                            flush_inserts(writer, batch_id, now, &mut to_insert, &mut state)
-                                .await?;
-                            let Some(KeyState::Known { id, .. }) = state.get(&record.key_hash)
-                            else {
-                                return Err(IngestError::Internal(
-                                    "pending key not flushed".into(),
-                                ));
+                        Some(existing) => {
+                            let known_id = match existing {
+                                KeyState::Known { id, .. } => Some(*id),
+                                KeyState::Pending { .. } => None,
                             };
-                            let id = *id;
+                            let id = match known_id {
+                                Some(id) => id,
+                                // A changed row for a key first seen earlier in this chunk: store
+                                // the earlier rows first so the change is versioned against them.
+                                None => {
+                                    flush_inserts(
+                                        writer,
+                                        batch_id,
+                                        now,
+                                        &mut to_insert,
+                                        &mut state,
+                                    )
+                                    .await?;
+                                    match state.get(&record.key_hash) {
+                                        Some(KeyState::Known { id, .. }) => *id,
+                                        _ => {
+                                            return Err(IngestError::Internal(
+                                                "pending key not flushed".into(),
+                                            ));
+                                        }
+                                    }
+                                }
+                            };
                             let key = record.key_hash.clone();
-                            let hash = record.content_hash.clone();
+                            let content_hash = record.content_hash.clone();
                             writer.supersede(id, batch_id, now, record).await?;
-                            state.insert(
-                                key,
-                                KeyState::Known {
-                                    id,
-                                    content_hash: hash,
-                                },
-                            );
+                            state.insert(key, KeyState::Known { id, content_hash });
                             Outcome::Updated
                         }
                     };

@@ -322,10 +322,7 @@ impl CollectionStore {
 
     /// Number of current records.
     pub async fn record_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM records")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?)
+        crate::count_records(&self.pool).await
     }
 
     /// The data-log entry of a batch.

@@ -74,11 +74,15 @@ impl ReturnFlowStore {
 
     /// Number of current records.
     pub async fn record_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM records")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?)
+        count_records(&self.pool).await
     }
+}
+
+async fn count_records(pool: &AnyPool) -> Result<i64, StoreError> {
+    Ok(sqlx::query("SELECT COUNT(*) AS n FROM records")
+        .fetch_one(pool)
+        .await?
+        .try_get("n")?)
 }
 
 /// 应用场景库: the store of one application scenario.
@@ -101,10 +105,7 @@ impl ScenarioStore {
 
     /// Number of records.
     pub async fn record_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM records")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?)
+        count_records(&self.pool).await
     }
 }
 

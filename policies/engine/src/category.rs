@@ -8,14 +8,16 @@ use chrono::NaiveDate;
 
 use crate::dates::{DateError, add_months, format_date, parse_date};
 use crate::identifiers::{CodeCheck, check_resident_id, check_uscc};
-use crate::spec::{CategoryFile, ConditionSpec, FieldKindSpec, LegacySpec, RuleSpec};
+use crate::spec::{CategoryFile, ConditionSpec, LegacySpec, RuleSpec};
 use crate::text::{to_half_width, trim_all};
 use crate::{PolicyError, Shared};
 
-/// What a field holds, which decides how it is cleaned and checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a field holds, which decides how it is cleaned and checked (`kind` in policy files).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FieldKind {
     /// Free text (names, content): trimmed only.
+    #[default]
     Text,
     /// A code or number (document numbers, registration numbers): full-width → half-width.
     Code,
@@ -220,16 +222,7 @@ impl Category {
         }
         let mut fields = Vec::with_capacity(file.fields.len());
         for f in &file.fields {
-            let kind = match f.kind {
-                FieldKindSpec::Text => FieldKind::Text,
-                FieldKindSpec::Code => FieldKind::Code,
-                FieldKindSpec::Enum => FieldKind::Enum,
-                FieldKindSpec::Uscc => FieldKind::Uscc,
-                FieldKindSpec::IdNumber => FieldKind::IdNumber,
-                FieldKindSpec::Date => FieldKind::Date,
-                FieldKindSpec::Money => FieldKind::Money,
-                FieldKindSpec::PenaltyTypes => FieldKind::PenaltyTypes,
-            };
+            let kind = f.kind;
             let enumeration = match &f.enumeration {
                 Some(name) => Some(shared.enums.get(name).cloned().ok_or_else(|| {
                     PolicyError::Invalid(format!(

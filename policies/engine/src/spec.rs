@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::FieldKind;
+
 /// `common.toml`: enumerations and penalty-type synonyms shared by all categories.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,27 +53,13 @@ pub(crate) struct DeriveSpec {
     pub(crate) add_months: u32,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum FieldKindSpec {
-    #[default]
-    Text,
-    Code,
-    Enum,
-    Uscc,
-    IdNumber,
-    Date,
-    Money,
-    PenaltyTypes,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FieldSpec {
     pub(crate) name: String,
     pub(crate) label: String,
     #[serde(default)]
-    pub(crate) kind: FieldKindSpec,
+    pub(crate) kind: FieldKind,
     #[serde(default)]
     pub(crate) required: bool,
     #[serde(default)]
