@@ -210,7 +210,7 @@ impl Ingestor {
                 InputFormat::Xlsx => Box::new(XlsxSource::open(&owned)?),
             })
         });
-        self.run(factory, path.display().to_string(), options, report)
+        self.run_logged(factory, path.display().to_string(), options, report)
             .await
     }
 
@@ -251,7 +251,7 @@ impl Ingestor {
             Ok(Box::new(ChannelSource { headers, rx, what }) as Box<dyn RowSource>)
         });
         let source = format!("{}#{table}", redact_url(url));
-        self.run(factory, source, options, report).await
+        self.run_logged(factory, source, options, report).await
     }
 
     /// The valid, first-seen records of a CSV file as the pipeline would store them, in chunks,
@@ -295,6 +295,31 @@ impl Ingestor {
             }
             (!chunk.is_empty()).then_some(chunk)
         }))
+    }
+
+    /// Run an ingest; a failed one is written to the data log too (who, what, why), so that every
+    /// attempt is on record, not only the batches that landed.
+    async fn run_logged(
+        &self,
+        factory: SourceFactory,
+        source_name: String,
+        options: &IngestOptions,
+        report: Option<Box<dyn Write + Send>>,
+    ) -> Result<IngestResult, IngestError> {
+        let result = self
+            .run(factory, source_name.clone(), options, report)
+            .await;
+        if let Err(e) = &result {
+            let detail = serde_json::json!({ "source": source_name, "error": e.to_string() });
+            if let Err(log_error) = self
+                .collection
+                .log_access(&options.now, "ingest_failed", &options.operator, detail)
+                .await
+            {
+                tracing::error!(error = %log_error, "could not log the failed ingest");
+            }
+        }
+        result
     }
 
     async fn run(
