@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test suite, exactly as CI runs it (.ci/run calls this script):
-#   formatting, clippy with warnings denied, then every test of the workspace, with a throwaway
-#   PostgreSQL cluster (initdb + pg_ctl in a temporary directory on a free loopback port) for the
+#   formatting, clippy with warnings denied, then every test of the workspace, with Debian's
+#   openssl as an independent oracle and a throwaway PostgreSQL cluster (initdb + pg_ctl in a temporary directory on a free loopback port) for the
 #   PostgreSQL store tests. PostgreSQL is installed with apt-get when missing; the cluster is
 #   stopped and removed on exit, whatever happens.
 set -euo pipefail
@@ -19,6 +19,12 @@ find_pg_bin() {
         if [ -x "$d/pg_ctl" ] && [ -x "$d/initdb" ]; then echo "$d"; return; fi
     done
 }
+
+# OpenSSL is the independent oracle of the ShangMi interop tests.
+if ! command -v openssl >/dev/null 2>&1; then
+    log "openssl not found: installing it with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
 
 PG_BIN=$(find_pg_bin || true)
 if [ -z "${PG_BIN:-}" ]; then

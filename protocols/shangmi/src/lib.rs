@@ -1,5 +1,6 @@
 //! ShangMi (商用密码, GM/T) primitives for xinyong: SM3 hashing, HMAC-SM3 keyed hashing and
-//! key derivation, and SM4-GCM authenticated encryption.
+//! key derivation, SM4-GCM authenticated encryption, and SM2 signatures and decryption
+//! ([`sm2`]).
 //!
 //! The crate is sans-IO: nonces and keys are passed in by the caller, nothing here reads a clock,
 //! a socket or a global random number generator. The node uses it to encrypt personal data at rest
@@ -7,6 +8,8 @@
 //!
 //! The SM4 block cipher is reached only through [`Sm4Gcm`], so that a faster constant-time
 //! implementation can later replace the table-based RustCrypto `sm4` without touching callers.
+
+pub mod sm2;
 
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{AesGcm, KeyInit};
@@ -40,6 +43,15 @@ pub enum CryptoError {
     /// The authentication tag did not verify: wrong key, wrong associated data or a modified message.
     #[error("SM4-GCM authentication failed")]
     Authentication,
+    /// An SM2 key is not valid: a scalar out of range, or a point off the curve or at infinity.
+    #[error("invalid SM2 key")]
+    InvalidKey,
+    /// An SM2 signature is malformed or does not verify.
+    #[error("SM2 signature invalid")]
+    Signature,
+    /// An SM2 ciphertext is malformed or does not decrypt.
+    #[error("SM2 decryption failed")]
+    Decryption,
 }
 
 /// SM3 digest of `data` (GB/T 32905).
