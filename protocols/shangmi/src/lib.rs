@@ -6,8 +6,9 @@
 //! a socket or a global random number generator. The node uses it to encrypt personal data at rest
 //! (SM4-GCM), to build blind indexes and dedup keys (HMAC-SM3) and to hash-chain its data log (SM3).
 //!
-//! The SM4 block cipher is reached only through [`Sm4Gcm`], so that a faster constant-time
-//! implementation can later replace the table-based RustCrypto `sm4` without touching callers.
+//! The SM4 block cipher is reached only through [`Sm4Aead`] ([`Sm4Gcm`], [`Sm4Ccm`]), whose
+//! cipher is a type parameter: a faster constant-time SM4 can later replace the table-based
+//! RustCrypto `sm4` without touching callers.
 
 pub mod sm2;
 
@@ -123,16 +124,25 @@ pub fn derive_key(master: &[u8], label: &str) -> [u8; SM3_LEN] {
     HmacSm3::new(master).mac(&input)
 }
 
-type Sm4GcmCore = AesGcm<sm4::Sm4, aes_gcm::aead::consts::U12>;
+use aes_gcm::aead::AeadCore;
+use aes_gcm::aead::consts::{U12, U16};
+
+/// An SM4-based AEAD with RFC 8998's 96-bit nonces and 128-bit tags: [`Sm4Gcm`] or [`Sm4Ccm`].
+#[derive(Clone)]
+pub struct Sm4Aead<A>(A);
 
 /// SM4 in Galois/Counter Mode (the AEAD of TLS_SM4_GCM_SM3, RFC 8998).
-#[derive(Clone)]
-pub struct Sm4Gcm(Sm4GcmCore);
+pub type Sm4Gcm = Sm4Aead<AesGcm<sm4::Sm4, U12>>;
+/// SM4 in Counter with CBC-MAC mode, 16-byte tag (the AEAD of TLS_SM4_CCM_SM3, RFC 8998).
+pub type Sm4Ccm = Sm4Aead<ccm::Ccm<sm4::Sm4, U16, U12>>;
 
-impl Sm4Gcm {
-    /// An SM4-GCM instance for a 16-byte key.
+impl<A> Sm4Aead<A>
+where
+    A: AeadInOut + KeyInit + AeadCore<NonceSize = U12, TagSize = U16>,
+{
+    /// An instance for a 16-byte key.
     pub fn new(key: &[u8]) -> Result<Self, CryptoError> {
-        Sm4GcmCore::new_from_slice(key)
+        A::new_from_slice(key)
             .map(Self)
             .map_err(|_| CryptoError::KeyLength {
                 expected: SM4_KEY_LEN,
@@ -140,7 +150,7 @@ impl Sm4Gcm {
             })
     }
 
-    /// Encrypt `plaintext` in place under `nonce` and return the tag. The nonce must never repeat
+    /// Encrypt `buffer` in place under `nonce` and return the tag. The nonce must never repeat
     /// under one key.
     pub fn encrypt_detached(
         &self,
@@ -153,8 +163,9 @@ impl Sm4Gcm {
             .encrypt_inout_detached(nonce.into(), aad, buffer.into())
         {
             Ok(tag) => tag.into(),
-            // GCM refuses only messages over 2^36 bytes; nothing in this product comes close.
-            Err(_) => unreachable!("SM4-GCM message longer than 64 GiB"),
+            // GCM refuses only messages over 2^36 bytes, CCM with a 12-byte nonce over 2^24 bytes
+            // of data per message; record layers and envelopes stay far below.
+            Err(_) => unreachable!("SM4 AEAD message beyond the mode's length limit"),
         }
     }
 
@@ -181,7 +192,7 @@ impl Sm4Gcm {
         out
     }
 
-    /// Open a message made by [`Sm4Gcm::seal`] with the same `aad`.
+    /// Open a message made by [`Sm4Aead::seal`] with the same `aad`.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         if sealed.len() < GCM_NONCE_LEN + GCM_TAG_LEN {
             return Err(CryptoError::Truncated);

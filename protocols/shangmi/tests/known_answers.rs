@@ -1,7 +1,7 @@
 //! Known-answer tests from `tests/data/gm-kat.json` (GB/T 32905, GB/T 32907, RFC 8998).
 
 use serde_json::Value;
-use xy_shangmi::{CryptoError, HmacSm3, Sm3Hasher, Sm4Gcm, sm3, sm4_encrypt_block};
+use xy_shangmi::{CryptoError, HmacSm3, Sm3Hasher, Sm4Ccm, Sm4Gcm, sm3, sm4_encrypt_block};
 
 fn kat() -> Value {
     serde_json::from_str(include_str!("data/gm-kat.json")).expect("gm-kat.json parses")
@@ -84,6 +84,37 @@ fn sm4_gcm_matches_rfc_8998_appendix_a() {
             .decrypt_detached(&nonce, &aad, &mut buf, &tag)
             .unwrap();
         assert_eq!(buf, unhex(case["plaintext"].as_str().unwrap()));
+    }
+}
+
+#[test]
+fn sm4_ccm_matches_rfc_8998_appendix_a() {
+    let kat = kat();
+    let cases: Vec<&Value> = kat["sm4_aead"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["mode"] == "CCM")
+        .collect();
+    assert_eq!(cases.len(), 1);
+    for case in cases {
+        let cipher = Sm4Ccm::new(&unhex(case["key"].as_str().unwrap())).unwrap();
+        let nonce: [u8; 12] = unhex(case["iv"].as_str().unwrap()).try_into().unwrap();
+        let aad = unhex(case["aad"].as_str().unwrap());
+        let plain = unhex(case["plaintext"].as_str().unwrap());
+        let mut buf = plain.clone();
+        let tag = cipher.encrypt_detached(&nonce, &aad, &mut buf);
+        assert_eq!(buf, unhex(case["ciphertext"].as_str().unwrap()));
+        assert_eq!(tag.to_vec(), unhex(case["tag"].as_str().unwrap()));
+        cipher
+            .decrypt_detached(&nonce, &aad, &mut buf, &tag)
+            .unwrap();
+        assert_eq!(buf, plain);
+        let sealed = cipher.seal(&nonce, &aad, &plain);
+        assert_eq!(
+            cipher.open(b"other aad", &sealed),
+            Err(CryptoError::Authentication)
+        );
     }
 }
 
