@@ -1,6 +1,6 @@
 //! ShangMi (商用密码, GM/T) primitives for xinyong: SM3 hashing, HMAC-SM3 keyed hashing and
-//! key derivation, SM4-GCM authenticated encryption, and SM2 signatures and decryption
-//! ([`sm2`]).
+//! key derivation, SM4-GCM/CCM authenticated encryption, SM2 signatures and decryption
+//! ([`sm2`]), and signed, encrypted payload envelopes ([`envelope`]).
 //!
 //! The crate is sans-IO: nonces and keys are passed in by the caller, nothing here reads a clock,
 //! a socket or a global random number generator. The node uses it to encrypt personal data at rest
@@ -10,6 +10,7 @@
 //! cipher is a type parameter: a faster constant-time SM4 can later replace the table-based
 //! RustCrypto `sm4` without touching callers.
 
+pub mod envelope;
 pub mod sm2;
 
 use aes_gcm::aead::AeadInOut;
@@ -53,6 +54,15 @@ pub enum CryptoError {
     /// An SM2 ciphertext is malformed or does not decrypt.
     #[error("SM2 decryption failed")]
     Decryption,
+    /// An envelope is not well formed; the text names the part.
+    #[error("malformed envelope: {0}")]
+    Malformed(&'static str),
+    /// An envelope was signed by another sender than the one expected.
+    #[error("envelope from an unexpected sender")]
+    UnexpectedSender,
+    /// An envelope is addressed to another recipient.
+    #[error("envelope addressed to another recipient")]
+    WrongRecipient,
 }
 
 /// SM3 digest of `data` (GB/T 32905).

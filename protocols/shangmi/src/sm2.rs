@@ -55,6 +55,10 @@ impl Sm2SecretKey {
         Ok(out)
     }
 
+    pub(crate) fn as_inner(&self) -> &sm2::SecretKey {
+        &self.0
+    }
+
     /// Decrypt an SM2 ciphertext in the C1C3C2 layout (GB/T 32918.4, the current standard order).
     pub fn decrypt_c1c3c2(&self, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let key = sm2::pke::DecryptingKey::new_with_mode(
@@ -75,6 +79,10 @@ impl Sm2PublicKey {
         sm2::PublicKey::from_sec1_bytes(bytes)
             .map(Self)
             .map_err(|_| CryptoError::InvalidKey)
+    }
+
+    pub(crate) fn as_inner(&self) -> &sm2::PublicKey {
+        &self.0
     }
 
     /// The uncompressed SEC1 encoding (`04 || x || y`).
