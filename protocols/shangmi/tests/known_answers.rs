@@ -3,9 +3,9 @@
 use serde_json::Value;
 use xy_shangmi::{CryptoError, HmacSm3, Sm3Hasher, Sm4Ccm, Sm4Gcm, sm3, sm4_encrypt_block};
 
-fn kat() -> Value {
-    serde_json::from_str(include_str!("data/gm-kat.json")).expect("gm-kat.json parses")
-}
+mod common;
+
+use common::{kat, unhex};
 
 /// A message given as `msg_ascii`, or as `msg_ascii_repeat: {unit, times}`.
 fn message(case: &Value) -> Vec<u8> {
@@ -18,10 +18,6 @@ fn message(case: &Value) -> Vec<u8> {
         .expect("msg_ascii or msg_ascii_repeat");
     unit.repeat(repeat["times"].as_u64().unwrap() as usize)
         .into_bytes()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    hex::decode(s.replace(' ', "")).expect("hex")
 }
 
 #[test]
@@ -62,50 +58,28 @@ fn sm4_block_matches_gbt_32907_including_million_iterations() {
     }
 }
 
-#[test]
-fn sm4_gcm_matches_rfc_8998_appendix_a() {
-    let kat = kat();
-    let gcm_cases: Vec<&Value> = kat["sm4_aead"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["mode"] == "GCM")
-        .collect();
-    assert!(!gcm_cases.is_empty());
-    for case in gcm_cases {
-        let cipher = Sm4Gcm::new(&unhex(case["key"].as_str().unwrap())).unwrap();
-        let nonce: [u8; 12] = unhex(case["iv"].as_str().unwrap()).try_into().unwrap();
-        let aad = unhex(case["aad"].as_str().unwrap());
-        let mut buf = unhex(case["plaintext"].as_str().unwrap());
-        let tag = cipher.encrypt_detached(&nonce, &aad, &mut buf);
-        assert_eq!(buf, unhex(case["ciphertext"].as_str().unwrap()));
-        assert_eq!(tag.to_vec(), unhex(case["tag"].as_str().unwrap()));
-        cipher
-            .decrypt_detached(&nonce, &aad, &mut buf, &tag)
-            .unwrap();
-        assert_eq!(buf, unhex(case["plaintext"].as_str().unwrap()));
-    }
-}
-
-#[test]
-fn sm4_ccm_matches_rfc_8998_appendix_a() {
-    let kat = kat();
-    let cases: Vec<&Value> = kat["sm4_aead"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["mode"] == "CCM")
-        .collect();
-    assert_eq!(cases.len(), 1);
-    for case in cases {
-        let cipher = Sm4Ccm::new(&unhex(case["key"].as_str().unwrap())).unwrap();
+/// One RFC 8998 Appendix A case through either AEAD (they share the `Sm4Aead` API).
+macro_rules! check_aead_case {
+    ($cipher:ty, $case:expr) => {{
+        let case: &Value = $case;
+        let cipher = <$cipher>::new(&unhex(case["key"].as_str().unwrap())).unwrap();
         let nonce: [u8; 12] = unhex(case["iv"].as_str().unwrap()).try_into().unwrap();
         let aad = unhex(case["aad"].as_str().unwrap());
         let plain = unhex(case["plaintext"].as_str().unwrap());
         let mut buf = plain.clone();
         let tag = cipher.encrypt_detached(&nonce, &aad, &mut buf);
-        assert_eq!(buf, unhex(case["ciphertext"].as_str().unwrap()));
-        assert_eq!(tag.to_vec(), unhex(case["tag"].as_str().unwrap()));
+        assert_eq!(
+            buf,
+            unhex(case["ciphertext"].as_str().unwrap()),
+            "{}",
+            case["source"]
+        );
+        assert_eq!(
+            tag.to_vec(),
+            unhex(case["tag"].as_str().unwrap()),
+            "{}",
+            case["source"]
+        );
         cipher
             .decrypt_detached(&nonce, &aad, &mut buf, &tag)
             .unwrap();
@@ -115,6 +89,20 @@ fn sm4_ccm_matches_rfc_8998_appendix_a() {
             cipher.open(b"other aad", &sealed),
             Err(CryptoError::Authentication)
         );
+    }};
+}
+
+#[test]
+fn sm4_gcm_and_ccm_match_rfc_8998_appendix_a() {
+    let kat = kat();
+    let cases = kat["sm4_aead"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    for case in cases {
+        match case["mode"].as_str().unwrap() {
+            "GCM" => check_aead_case!(Sm4Gcm, case),
+            "CCM" => check_aead_case!(Sm4Ccm, case),
+            other => panic!("unknown mode {other}"),
+        }
     }
 }
 

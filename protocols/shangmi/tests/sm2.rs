@@ -1,16 +1,11 @@
 //! SM2 known answers from `tests/data/gm-kat.json` (GB/T 32918) and properties of the API.
 
-use serde_json::Value;
 use xy_shangmi::CryptoError;
 use xy_shangmi::sm2::{CERT_DISTID, Sm2PublicKey, Sm2SecretKey, TLS13_DISTID};
 
-fn kat() -> Value {
-    serde_json::from_str(include_str!("data/gm-kat.json")).expect("gm-kat.json parses")
-}
+mod common;
 
-fn unhex(s: &str) -> Vec<u8> {
-    hex::decode(s.replace(' ', "")).expect("hex")
-}
+use common::{kat, unhex};
 
 #[test]
 fn gbt_32918_signature_verifies_under_its_id_only() {
