@@ -218,7 +218,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "\n   collection store (归集共享库) now holds {records} current records; identity numbers are SM4-encrypted at rest"
     );
     println!(
-        "   (running the demo again ingests the same files: every row comes back as a duplicate)"
+        "   (running the demo again stores nothing new: rows come back as duplicates, and corrections inside a file replay as updates)"
     );
 
     if args.exit_when_done {
