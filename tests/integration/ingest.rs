@@ -576,6 +576,7 @@ async fn database_tables_are_ingested_like_files() {
         .ingest_table(
             &source_url,
             "xk_export",
+            Some("seq"),
             &options(),
             Some(Box::new(File::create(&report_path).unwrap())),
         )
@@ -586,13 +587,31 @@ async fn database_tables_are_ingested_like_files() {
     assert_outcomes(&read_report(&report_path), &defects);
     assert!(
         ingestor
-            .ingest_table(&source_url, "xk_export; DROP TABLE x", &options(), None)
+            .ingest_table(
+                &source_url,
+                "xk_export; DROP TABLE x",
+                None,
+                &options(),
+                None
+            )
             .await
             .is_err()
     );
     assert!(
         ingestor
-            .ingest_table(&source_url, "missing_table", &options(), None)
+            .ingest_table(
+                &source_url,
+                "xk_export",
+                Some("seq; DROP TABLE x"),
+                &options(),
+                None
+            )
+            .await
+            .is_err()
+    );
+    assert!(
+        ingestor
+            .ingest_table(&source_url, "missing_table", None, &options(), None)
             .await
             .is_err()
     );

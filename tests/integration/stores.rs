@@ -374,3 +374,66 @@ async fn sqlite_stores_are_separate_files() {
     );
     stores.close().await;
 }
+
+#[tokio::test]
+async fn a_postgres_department_table_is_ingested() {
+    let url = postgres_database("dept").await;
+    let (headers, rows): (Vec<&str>, Vec<_>) = {
+        let g = Generator::new(SynthConfig::new(41, Kind::Penalty, today()));
+        (g.headers().to_vec(), g.take(300).collect())
+    };
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let columns: Vec<String> = headers.iter().map(|h| format!("{h} TEXT")).collect();
+    sqlx::query(&format!(
+        "CREATE TABLE cf_export (seq BIGINT, {})",
+        columns.join(", ")
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let ph: Vec<String> = (1..=headers.len() + 1).map(|i| format!("${i}")).collect();
+    let insert = format!("INSERT INTO cf_export VALUES ({})", ph.join(","));
+    for (i, r) in rows.iter().enumerate() {
+        let mut q = sqlx::query(&insert).bind(i as i64);
+        for v in &r.cells {
+            q = q.bind(if v.is_empty() { None } else { Some(v.clone()) });
+        }
+        q.execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_stores, ingestor) = crate::common::sqlite_node(dir.path()).await;
+    let report_path = dir.path().join("r.jsonl");
+    let result = ingestor
+        .ingest_table(
+            &url,
+            "cf_export",
+            Some("seq"),
+            &options(),
+            Some(Box::new(File::create(&report_path).unwrap())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.counts.total, 300);
+    assert!(result.source.ends_with("#cf_export"));
+    // Sources are logged without their password.
+    assert_eq!(
+        xy_ingest::redact_url("postgres://dept:s3cret@10.0.0.1/credit"),
+        "postgres://dept:***@10.0.0.1/credit"
+    );
+    let report = read_report(&report_path);
+    assert_eq!(report.len(), rows.len());
+    for (line, r) in report.iter().zip(&rows) {
+        assert_eq!(
+            line["outcome"].as_str(),
+            Some(r.defect.expected_outcome()),
+            "{line} {:?}",
+            r.defect
+        );
+    }
+}

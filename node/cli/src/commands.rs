@@ -40,6 +40,9 @@ pub(crate) struct IngestArgs {
     /// The table to read with --db-url.
     #[arg(long, requires = "db_url")]
     table: Option<String>,
+    /// Read the table in the order of this column, so that report row numbers are reproducible.
+    #[arg(long, requires = "table")]
+    order_by: Option<String>,
     /// Who runs this ingest (recorded in the data log).
     #[arg(long, env = "USER", default_value = "operator")]
     operator: String,
@@ -177,10 +180,15 @@ pub(crate) async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         let report = args.report.as_deref().map(open_report).transpose()?;
         match node
             .ingestor
-            .ingest_table(url, table, &options, report)
+            .ingest_table(url, table, args.order_by.as_deref(), &options, report)
             .await
         {
-            Ok(r) => results.push(r),
+            Ok(r) => {
+                if !args.json {
+                    print_result(&r);
+                }
+                results.push(r);
+            }
             Err(e) => {
                 eprintln!("error: table {table}: {e}");
                 failed += 1;

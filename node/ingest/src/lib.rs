@@ -214,11 +214,14 @@ impl Ingestor {
             .await
     }
 
-    /// Ingest a database table (any sqlx URL: `sqlite://…`, `postgres://…`) as one batch.
+    /// Ingest a database table (any sqlx URL: `sqlite://…`, `postgres://…`) as one batch. Report
+    /// rows are numbered in read order: name `order_by` (a column) to make that order defined;
+    /// without it, rows come in whatever order the database returns them.
     pub async fn ingest_table(
         &self,
         url: &str,
         table: &str,
+        order_by: Option<&str>,
         options: &IngestOptions,
         report: Option<Box<dyn Write + Send>>,
     ) -> Result<IngestResult, IngestError> {
@@ -239,7 +242,22 @@ impl Ingestor {
             .map_err(|e| IngestError::SourceDatabase(e.to_string()))?;
         let (tx, rx) = mpsc::channel(CHUNK);
         let (header_tx, header_rx) = tokio::sync::oneshot::channel();
-        let sql = format!("SELECT * FROM {table}");
+        let sql = match order_by {
+            Some(column)
+                if !column.is_empty()
+                    && column
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'_') =>
+            {
+                format!("SELECT * FROM {table} ORDER BY {column}")
+            }
+            Some(column) => {
+                return Err(IngestError::SourceDatabase(format!(
+                    "排序列名 {column:?} 不合法"
+                )));
+            }
+            None => format!("SELECT * FROM {table}"),
+        };
         tokio::spawn(async move { stream_table(pool, sql, header_tx, tx).await });
         let headers = match header_rx.await {
             Ok(Ok(h)) => h,
