@@ -71,6 +71,9 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+log "fuzz targets compile (cargo build in fuzz/; running them needs nightly cargo-fuzz)"
+cargo build --quiet --manifest-path fuzz/Cargo.toml --bins
+
 log "cargo test"
 # Library, binary and integration tests (the workspace has no doc tests); the output is kept to
 # print one total at the end, since cargo ends with the line of its last (possibly empty) harness.
