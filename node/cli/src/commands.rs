@@ -489,9 +489,11 @@ pub(crate) struct GenerateArgs {
     /// CRLF line ends.
     #[arg(long)]
     crlf: bool,
-    /// Fraction of rows with each of the eight rejecting defects.
-    #[arg(long, default_value_t = 0.01)]
-    reject_rate: f64,
+    /// Fraction of rows with a defect, as KIND=RATE; repeatable. Kinds: missing-required, bad-uscc,
+    /// bad-resident-id, bad-date, future-date, date-order, missing-fine, natural-with-uscc (rejected),
+    /// duplicate, changed. Defaults: 0.01 for each rejecting kind, 0.02 duplicate, 0.02 changed.
+    #[arg(long = "defect-rate", value_name = "KIND=RATE")]
+    defect_rates: Vec<String>,
 }
 
 pub(crate) fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
@@ -505,13 +507,30 @@ pub(crate) fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         "v1" => xy_synth::Version::V1,
         other => bail!("unknown version {other:?} (v1, v2)"),
     };
-    if !(0.0..=0.125).contains(&args.reject_rate) {
-        bail!("--reject-rate must be between 0 and 0.125 (eight defects share the rows)");
-    }
+
     let (today, _) = now_cst();
     let mut cfg = xy_synth::SynthConfig::new(args.seed, kind, today);
     cfg.version = version;
-    cfg.reject_rate = args.reject_rate;
+    for spec in &args.defect_rates {
+        let (kind, rate) = spec
+            .split_once('=')
+            .with_context(|| format!("--defect-rate {spec:?}: expected KIND=RATE"))?;
+        let defect = xy_synth::Defect::from_name(kind)
+            .with_context(|| format!("--defect-rate: unknown kind {kind:?}"))?;
+        let rate: f64 = rate
+            .parse()
+            .with_context(|| format!("--defect-rate {spec:?}: {rate:?} is not a number"))?;
+        if !(0.0..=1.0).contains(&rate) {
+            bail!("--defect-rate {spec:?}: the rate must be between 0 and 1");
+        }
+        cfg.set_rate(defect, rate);
+    }
+    if cfg.total_rate() > 1.0 {
+        bail!(
+            "the defect rates add up to {:.3}, more than 1",
+            cfg.total_rate()
+        );
+    }
     let generator = xy_synth::Generator::new(cfg);
     let headers = generator.headers().to_vec();
     let file = std::fs::File::create(&args.output)

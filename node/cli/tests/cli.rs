@@ -306,6 +306,69 @@ fn demo_runs_and_exits() {
 }
 
 #[test]
+fn generate_takes_a_rate_per_defect() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("g.csv").display().to_string();
+    let dd = data_dir(dir.path());
+    // Only bad dates, at 30%: every rejection is a date_real fault.
+    ok(&[
+        "generate",
+        "--output",
+        &out,
+        "--rows",
+        "1000",
+        "--defect-rate",
+        "bad-date=0.3",
+        "--defect-rate",
+        "missing-required=0",
+        "--defect-rate",
+        "bad-uscc=0",
+        "--defect-rate",
+        "bad-resident-id=0",
+        "--defect-rate",
+        "future-date=0",
+        "--defect-rate",
+        "date-order=0",
+        "--defect-rate",
+        "missing-fine=0",
+        "--defect-rate",
+        "natural-with-uscc=0",
+    ]);
+    ok(&["ingest", &out, "--data-dir", &dd]);
+    let q: serde_json::Value = serde_json::from_str(&ok(&[
+        "quality-report",
+        "--data-dir",
+        &dd,
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let line = &q[0];
+    let rejected = line["rejected"].as_i64().unwrap();
+    assert!((250..=350).contains(&rejected), "{line}");
+    let rules = line["rejections_by_rule"].as_object().unwrap();
+    assert_eq!(
+        rules.keys().collect::<Vec<_>>(),
+        vec!["date_real"],
+        "{line}"
+    );
+    for bad in [
+        &["--defect-rate", "bad-date"][..],
+        &["--defect-rate", "nope=0.1"],
+        &[
+            "--defect-rate",
+            "duplicate=0.7",
+            "--defect-rate",
+            "changed=0.7",
+        ],
+    ] {
+        let mut args = vec!["generate", "--output", &out];
+        args.extend_from_slice(bad);
+        assert!(!node(&args).status.success(), "{bad:?}");
+    }
+}
+
+#[test]
 fn help_lists_the_commands() {
     let help = ok(&["--help"]);
     for cmd in [

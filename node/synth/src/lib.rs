@@ -57,6 +57,23 @@ pub enum Defect {
 }
 
 impl Defect {
+    /// The defect of a name as written on the command line (`missing-required`, `bad-uscc`, …).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "missing-required" => Self::MissingRequired,
+            "bad-uscc" => Self::BadUscc,
+            "bad-resident-id" => Self::BadResidentId,
+            "bad-date" => Self::BadDate,
+            "future-date" => Self::FutureDate,
+            "date-order" => Self::DateOrder,
+            "missing-fine" => Self::MissingFine,
+            "natural-with-uscc" => Self::NaturalWithUscc,
+            "duplicate" => Self::Duplicate,
+            "changed" => Self::Changed,
+            _ => return None,
+        })
+    }
+
     /// The outcome ingest must report: `stored`, `rejected`, `duplicate` or `updated`.
     pub fn expected_outcome(self) -> &'static str {
         match self {
@@ -93,8 +110,9 @@ pub struct SynthConfig {
     pub today: NaiveDate,
     /// The source unit (name, USCC) of every row.
     pub source_unit: (String, String),
-    /// Fraction of rows with each rejecting defect (each of the eight).
-    pub reject_rate: f64,
+    /// Fraction of rows with each rejecting defect, in the order of [`Defect::REJECTING`]
+    /// (default 1% each). Set one with [`SynthConfig::set_rate`].
+    pub reject_rates: [f64; 8],
     /// Fraction of rows that repeat an earlier row exactly.
     pub duplicate_rate: f64,
     /// Fraction of rows that change an earlier row.
@@ -107,6 +125,26 @@ pub struct SynthConfig {
 }
 
 impl SynthConfig {
+    /// Set the fraction of rows with one defect (rejecting, duplicate or changed). The fractions of
+    /// all defects together must stay at most 1; [`Defect::None`] has no rate of its own.
+    pub fn set_rate(&mut self, defect: Defect, rate: f64) {
+        match defect {
+            Defect::Duplicate => self.duplicate_rate = rate,
+            Defect::Changed => self.change_rate = rate,
+            Defect::None => {}
+            d => {
+                if let Some(i) = Defect::REJECTING.iter().position(|r| *r == d) {
+                    self.reject_rates[i] = rate;
+                }
+            }
+        }
+    }
+
+    /// The sum of all defect fractions (must be at most 1).
+    pub fn total_rate(&self) -> f64 {
+        self.reject_rates.iter().sum::<f64>() + self.duplicate_rate + self.change_rate
+    }
+
     /// Defaults: 1% of each rejecting defect, 2% duplicates, 2% changes, 20% natural persons.
     pub fn new(seed: u64, kind: Kind, today: NaiveDate) -> Self {
         Self {
@@ -118,7 +156,7 @@ impl SynthConfig {
                 "成都市市场监督管理局".into(),
                 make_uscc_from(b"11", "510100", 4242),
             ),
-            reject_rate: 0.01,
+            reject_rates: [0.01; 8],
             duplicate_rate: 0.02,
             change_rate: 0.02,
             natural_person_rate: 0.2,
@@ -379,8 +417,8 @@ impl Generator {
     fn pick_defect(&mut self) -> Defect {
         let r: f64 = self.rng.random();
         let mut acc = 0.0;
-        for d in Defect::REJECTING {
-            acc += self.cfg.reject_rate;
+        for (d, rate) in Defect::REJECTING.into_iter().zip(self.cfg.reject_rates) {
+            acc += rate;
             if r < acc {
                 return d;
             }
