@@ -437,3 +437,89 @@ async fn a_postgres_department_table_is_ingested() {
         );
     }
 }
+
+fn record(key: &str) -> xy_store::NewRecord {
+    xy_store::NewRecord {
+        category: "xzcf".into(),
+        key_hash: key.into(),
+        status: "active".into(),
+        source_unit: "91350100M000100Y43".into(),
+        subject_code: None,
+        subject_index: None,
+        document_number: "D1".into(),
+        decision_date: None,
+        lag_days: None,
+        content_hash: "c".into(),
+        payload: "{}".into(),
+        personal: None,
+    }
+}
+
+/// A write that fails inside a batch (here a second record under the same business key, which the
+/// pipeline never sends) fails the batch with the real cause and leaves nothing behind.
+async fn failed_write_rolls_back(location: StoreLocation) {
+    let stores = NodeStores::open(location).await.unwrap();
+    let mut writer = stores.collection.begin_batch().await.unwrap();
+    writer
+        .insert("B1", "now", vec![record("k1"), record("k2")])
+        .await
+        .unwrap();
+    let queued = writer.insert("B1", "now", vec![record("k1")]).await;
+    let summary = xy_store::BatchSummary {
+        batch_id: "B1".into(),
+        operator: "t".into(),
+        source_unit: String::new(),
+        category: "xzcf".into(),
+        source: "t".into(),
+        counts: Default::default(),
+        detail: serde_json::Value::Null,
+    };
+    // SQLite queues the insert and reports at commit; PostgreSQL reports at once.
+    let err = match queued {
+        Err(e) => {
+            writer.rollback().await.ok();
+            e
+        }
+        Ok(_) => writer
+            .commit("now", &summary)
+            .await
+            .expect_err("the duplicate key must fail the batch"),
+    };
+    assert!(err.to_string().to_lowercase().contains("unique"), "{err}");
+    assert_eq!(stores.collection.record_count().await.unwrap(), 0);
+    assert!(
+        xy_store::datalog::entries(stores.collection.pool(), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The store is usable afterwards.
+    let mut writer = stores.collection.begin_batch().await.unwrap();
+    writer
+        .insert("B2", "now", vec![record("k3")])
+        .await
+        .unwrap();
+    writer
+        .commit(
+            "now",
+            &xy_store::BatchSummary {
+                batch_id: "B2".into(),
+                ..summary
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stores.collection.record_count().await.unwrap(), 1);
+    stores.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_write_rolls_the_batch_back_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    failed_write_rolls_back(StoreLocation::Sqlite(dir.path().to_path_buf())).await;
+}
+
+#[tokio::test]
+async fn a_failed_write_rolls_the_batch_back_on_postgres() {
+    failed_write_rolls_back(StoreLocation::Postgres(postgres_database("rollback").await)).await;
+}

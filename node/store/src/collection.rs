@@ -218,8 +218,59 @@ pub struct RecordFilter {
     pub offset: Option<u32>,
 }
 
-pub(crate) const RECORD_COLUMNS: &str = "id, category, key_hash, version, status, source_unit, subject_code, subject_index, \
-    document_number, decision_date, lag_days, batch_id, content_hash, payload, personal, ingested_at";
+pub(crate) const RECORD_COLUMNS: &str = "id, category, key_hash, version, status, source_unit, subject_code, \
+    subject_index, document_number, decision_date, lag_days, batch_id, content_hash, payload, personal, ingested_at";
+/// The columns a new version replaces, in the order of [`RECORD_COLUMNS`] after `version`: inserts
+/// and updates bind them in this order.
+pub(crate) const VERSION_COLUMNS: [&str; 12] = [
+    "status",
+    "source_unit",
+    "subject_code",
+    "subject_index",
+    "document_number",
+    "decision_date",
+    "lag_days",
+    "batch_id",
+    "content_hash",
+    "payload",
+    "personal",
+    "ingested_at",
+];
+
+/// `UPDATE records SET version = version + 1, <each version column> = <placeholder 2..13>
+/// WHERE id = <placeholder 1> RETURNING version`, with `$n` or `?n` placeholders.
+pub(crate) fn supersede_sql(placeholder: &str) -> String {
+    let sets: Vec<String> = VERSION_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = {placeholder}{}", i + 2))
+        .collect();
+    format!(
+        "UPDATE records SET version = version + 1, {} WHERE id = {placeholder}1 RETURNING version",
+        sets.join(", ")
+    )
+}
+
+/// Bind a record's version columns (see [`VERSION_COLUMNS`]) to a sqlx query.
+fn bind_version<'q>(
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    r: NewRecord,
+    batch_id: &str,
+    at: &str,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(r.status)
+        .bind(r.source_unit)
+        .bind(r.subject_code)
+        .bind(r.subject_index)
+        .bind(r.document_number)
+        .bind(r.decision_date)
+        .bind(r.lag_days)
+        .bind(batch_id.to_owned())
+        .bind(r.content_hash)
+        .bind(r.payload)
+        .bind(r.personal)
+        .bind(at.to_owned())
+}
 pub(crate) const RECORD_COLUMN_COUNT: usize = 16;
 /// Rows per multi-row INSERT: 256 rows × 16 columns stays far below every engine's parameter limit.
 pub const INSERT_CHUNK: usize = 256;
@@ -593,23 +644,13 @@ impl SqlxBatch {
                 let id = self.next_id;
                 self.next_id += 1;
                 ids.push(id);
-                q = q
-                    .bind(id)
-                    .bind(r.category)
-                    .bind(r.key_hash)
-                    .bind(1_i64)
-                    .bind(r.status)
-                    .bind(r.source_unit)
-                    .bind(r.subject_code)
-                    .bind(r.subject_index)
-                    .bind(r.document_number)
-                    .bind(r.decision_date)
-                    .bind(r.lag_days)
-                    .bind(batch_id.to_owned())
-                    .bind(r.content_hash)
-                    .bind(r.payload)
-                    .bind(r.personal)
-                    .bind(ingested_at.to_owned());
+                let (category, key_hash) = (r.category.clone(), r.key_hash.clone());
+                q = bind_version(
+                    q.bind(id).bind(category).bind(key_hash).bind(1_i64),
+                    r,
+                    batch_id,
+                    ingested_at,
+                );
             }
             q.execute(&mut *self.tx).await?;
         }
@@ -632,26 +673,10 @@ impl SqlxBatch {
         .bind(batch_id.to_owned())
         .execute(&mut *self.tx)
         .await?;
-        let row = sqlx::query(
-            "UPDATE records SET version = version + 1, status = $2, source_unit = $3, subject_code = $4, \
-             subject_index = $5, document_number = $6, decision_date = $7, lag_days = $8, batch_id = $9, \
-             content_hash = $10, payload = $11, personal = $12, ingested_at = $13 WHERE id = $1 RETURNING version",
-        )
-        .bind(id)
-        .bind(record.status)
-        .bind(record.source_unit)
-        .bind(record.subject_code)
-        .bind(record.subject_index)
-        .bind(record.document_number)
-        .bind(record.decision_date)
-        .bind(record.lag_days)
-        .bind(batch_id.to_owned())
-        .bind(record.content_hash)
-        .bind(record.payload)
-        .bind(record.personal)
-        .bind(ingested_at.to_owned())
-        .fetch_one(&mut *self.tx)
-        .await?;
+        let sql = supersede_sql("$");
+        let row = bind_version(sqlx::query(&sql).bind(id), record, batch_id, ingested_at)
+            .fetch_one(&mut *self.tx)
+            .await?;
         Ok(row.try_get("version")?)
     }
 

@@ -147,13 +147,37 @@ impl Drop for NativeWriter {
 
 use std::collections::HashMap;
 
-use crate::collection::{ExistingRecord, LOOKUP_CHUNK, NewRecord, RECORD_COLUMNS, ReportRow};
+use crate::collection::{
+    ExistingRecord, LOOKUP_CHUNK, NewRecord, RECORD_COLUMNS, ReportRow, supersede_sql,
+};
 use crate::datalog::{COLUMNS as LOG_COLUMNS, GENESIS, LogEntry};
 
 /// One batch written through the native writer.
 pub(crate) struct NativeBatch {
     writer: NativeWriter,
     next_id: i64,
+}
+
+/// A record's version columns (see `VERSION_COLUMNS`) as rusqlite parameters, in their order.
+fn version_params<'a>(
+    r: &'a NewRecord,
+    batch_id: &'a dyn rusqlite::ToSql,
+    at: &'a dyn rusqlite::ToSql,
+) -> [&'a dyn rusqlite::ToSql; 12] {
+    [
+        &r.status,
+        &r.source_unit,
+        &r.subject_code,
+        &r.subject_index,
+        &r.document_number,
+        &r.decision_date,
+        &r.lag_days,
+        batch_id,
+        &r.content_hash,
+        &r.payload,
+        &r.personal,
+        at,
+    ]
 }
 
 fn placeholders(n: usize) -> String {
@@ -187,7 +211,8 @@ impl NativeBatch {
     ) -> Result<HashMap<String, ExistingRecord>, StoreError> {
         let category = category.to_owned();
         let keys: Vec<String> = key_hashes.iter().map(|k| (*k).to_owned()).collect();
-        self.writer
+        let found = self
+            .writer
             .call(move |c| {
                 let mut found = HashMap::new();
                 for chunk in keys.chunks(LOOKUP_CHUNK) {
@@ -211,8 +236,17 @@ impl NativeBatch {
                 }
                 Ok(found)
             })
-            .await
-            .and_then(|found| self.writer.failure().map_or(Ok(found), Err))
+            .await;
+        self.first_failure(found)
+    }
+
+    /// The outcome of a waited-for call, unless a write queued before it failed: that earlier
+    /// failure is the real cause and is reported instead.
+    fn first_failure<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match self.writer.failure() {
+            Some(earlier) => Err(earlier),
+            None => result,
+        }
     }
 
     pub(crate) async fn insert(
@@ -233,23 +267,9 @@ impl NativeBatch {
                     ))
                     .map_err(sqlite_error)?;
                 for (id, r) in (first..).zip(records) {
-                    st.execute(rusqlite::params![
-                        id,
-                        r.category,
-                        r.key_hash,
-                        r.status,
-                        r.source_unit,
-                        r.subject_code,
-                        r.subject_index,
-                        r.document_number,
-                        r.decision_date,
-                        r.lag_days,
-                        batch_id,
-                        r.content_hash,
-                        r.payload,
-                        r.personal,
-                        at,
-                    ])
+                    let head: [&dyn rusqlite::ToSql; 3] = [&id, &r.category, &r.key_hash];
+                    let version = version_params(&r, &batch_id, &at);
+                    st.execute(rusqlite::params_from_iter(head.iter().chain(version.iter())))
                     .map_err(sqlite_error)?;
                 }
                 Ok(())
@@ -266,7 +286,8 @@ impl NativeBatch {
     ) -> Result<i64, StoreError> {
         let batch_id = batch_id.to_owned();
         let at = ingested_at.to_owned();
-        self.writer
+        let version = self
+            .writer
             .call(move |c| {
                 c.prepare_cached(&format!(
                     "INSERT INTO record_history ({RECORD_COLUMNS}, superseded_by_batch) \
@@ -274,34 +295,20 @@ impl NativeBatch {
                 ))
                 .and_then(|mut st| st.execute(rusqlite::params![id, batch_id]))
                 .map_err(sqlite_error)?;
-                c.prepare_cached(
-                    "UPDATE records SET version = version + 1, status = ?2, source_unit = ?3, subject_code = ?4, \
-                     subject_index = ?5, document_number = ?6, decision_date = ?7, lag_days = ?8, batch_id = ?9, \
-                     content_hash = ?10, payload = ?11, personal = ?12, ingested_at = ?13 WHERE id = ?1 RETURNING version",
-                )
-                .and_then(|mut st| {
-                    st.query_row(
-                        rusqlite::params![
-                            id,
-                            r.status,
-                            r.source_unit,
-                            r.subject_code,
-                            r.subject_index,
-                            r.document_number,
-                            r.decision_date,
-                            r.lag_days,
-                            batch_id,
-                            r.content_hash,
-                            r.payload,
-                            r.personal,
-                            at,
-                        ],
-                        |row| row.get::<_, i64>(0),
-                    )
-                })
-                .map_err(sqlite_error)
+                let sql = supersede_sql("?");
+                c.prepare_cached(&sql)
+                    .and_then(|mut st| {
+                        let id_param: [&dyn rusqlite::ToSql; 1] = [&id];
+                        let version = version_params(&r, &batch_id, &at);
+                        st.query_row(
+                            rusqlite::params_from_iter(id_param.iter().chain(version.iter())),
+                            |row| row.get::<_, i64>(0),
+                        )
+                    })
+                    .map_err(sqlite_error)
             })
-            .await
+            .await;
+        self.first_failure(version)
     }
 
     pub(crate) async fn report(
