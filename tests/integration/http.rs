@@ -192,6 +192,12 @@ async fn push_report_query_quality_audit() {
         .await
         .unwrap();
     assert!(!log.is_empty());
+    // Both successful report reads are on record (the missing batch was refused before any read).
+    let reads = xy_store::datalog::entries(stores.collection.pool(), Some("report"))
+        .await
+        .unwrap();
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert!(reads.iter().all(|e| e.detail.contains(&batch)));
 
     // Oversized and wrongly typed pushes.
     let big = Request::post("/api/v1/ingest?format=csv")

@@ -293,6 +293,18 @@ async fn batch_report(
 ) -> Result<Response, ApiError> {
     let rows = state.inner.stores.collection.batch_report(&id).await?;
     let only_problems = p.only_problems.unwrap_or(false);
+    let (_, now) = xy_ingest::now_china();
+    state
+        .inner
+        .stores
+        .collection
+        .log_access(
+            &now,
+            "report",
+            "api-token",
+            serde_json::json!({ "via": "http", "batch": id, "rows": rows.len() }),
+        )
+        .await?;
     match p.format.as_deref().unwrap_or("jsonl") {
         "jsonl" => {
             let mut body = String::new();

@@ -254,11 +254,24 @@ pub(crate) struct ReportArgs {
     /// Write to this file instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Who reads the report (recorded in the data log).
+    #[arg(long, env = "USER", default_value = "operator")]
+    operator: String,
 }
 
 pub(crate) async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let node = config::open(&args.node).await?;
     let rows = node.stores.collection.batch_report(&args.batch_id).await?;
+    let (_, now) = now_cst();
+    node.stores
+        .collection
+        .log_access(
+            &now,
+            "report",
+            &args.operator,
+            serde_json::json!({ "via": "cli", "batch": args.batch_id, "rows": rows.len() }),
+        )
+        .await?;
     let mut out: Box<dyn Write> = match &args.output {
         Some(p) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
