@@ -68,3 +68,38 @@ pub(crate) fn read_report(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("report line is JSON"))
         .collect()
 }
+
+/// Create `table` at `url` (any sqlx URL) as a department would export it: a `seq` column, then one
+/// TEXT column per header, with one row per generated row (empty cells as NULL).
+pub(crate) async fn load_table(
+    url: &str,
+    table: &str,
+    headers: &[&str],
+    rows: &[xy_synth::SynthRow],
+) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap();
+    let columns: Vec<String> = headers.iter().map(|h| format!("{h} TEXT")).collect();
+    sqlx::query(&format!(
+        "CREATE TABLE {table} (seq BIGINT, {})",
+        columns.join(", ")
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    // `$n` placeholders work on both engines.
+    let ph: Vec<String> = (1..=headers.len() + 1).map(|i| format!("${i}")).collect();
+    let insert = format!("INSERT INTO {table} VALUES ({})", ph.join(","));
+    for (i, row) in rows.iter().enumerate() {
+        let mut q = sqlx::query(&insert).bind(i as i64);
+        for v in &row.cells {
+            q = q.bind(if v.is_empty() { None } else { Some(v.clone()) });
+        }
+        q.execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+}

@@ -547,30 +547,7 @@ async fn database_tables_are_ingested_like_files() {
         "sqlite://{}?mode=rwc",
         dir.path().join("department.db").display()
     );
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&source_url)
-        .await
-        .unwrap();
-    let columns: Vec<String> = headers.iter().map(|h| format!("{h} TEXT")).collect();
-    sqlx::query(&format!(
-        "CREATE TABLE xk_export (seq INTEGER, {})",
-        columns.join(", ")
-    ))
-    .execute(&pool)
-    .await
-    .unwrap();
-    let ph: Vec<String> = (0..=headers.len()).map(|_| "?".to_owned()).collect();
-    let insert = format!("INSERT INTO xk_export VALUES ({})", ph.join(","));
-    for (i, row) in rows.iter().enumerate() {
-        let mut q = sqlx::query(&insert).bind(i as i64);
-        for v in &row.cells {
-            q = q.bind(if v.is_empty() { None } else { Some(v.clone()) });
-        }
-        q.execute(&pool).await.unwrap();
-    }
-    pool.close().await;
+    crate::common::load_table(&source_url, "xk_export", &headers, &rows).await;
     let report_path = dir.path().join("r.jsonl");
     let result = ingestor
         .ingest_table(

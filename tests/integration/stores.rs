@@ -382,30 +382,7 @@ async fn a_postgres_department_table_is_ingested() {
         let g = Generator::new(SynthConfig::new(41, Kind::Penalty, today()));
         (g.headers().to_vec(), g.take(300).collect())
     };
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .unwrap();
-    let columns: Vec<String> = headers.iter().map(|h| format!("{h} TEXT")).collect();
-    sqlx::query(&format!(
-        "CREATE TABLE cf_export (seq BIGINT, {})",
-        columns.join(", ")
-    ))
-    .execute(&pool)
-    .await
-    .unwrap();
-    let ph: Vec<String> = (1..=headers.len() + 1).map(|i| format!("${i}")).collect();
-    let insert = format!("INSERT INTO cf_export VALUES ({})", ph.join(","));
-    for (i, r) in rows.iter().enumerate() {
-        let mut q = sqlx::query(&insert).bind(i as i64);
-        for v in &r.cells {
-            q = q.bind(if v.is_empty() { None } else { Some(v.clone()) });
-        }
-        q.execute(&pool).await.unwrap();
-    }
-    pool.close().await;
+    crate::common::load_table(&url, "cf_export", &headers, &rows).await;
     let dir = tempfile::tempdir().unwrap();
     let (_stores, ingestor) = crate::common::sqlite_node(dir.path()).await;
     let report_path = dir.path().join("r.jsonl");

@@ -31,7 +31,7 @@ use xy_store::{
     StoreError,
 };
 
-use crate::prepare::{Prepared, RowContext};
+use crate::prepare::{Prepared, PreparedRows};
 use crate::source::{ChannelSource, Counting, CsvSource, JsonlSource, RowSource, XlsxSource};
 
 pub use source::MAX_ROW_BYTES;
@@ -279,36 +279,27 @@ impl Ingestor {
         path: &Path,
         options: &IngestOptions,
     ) -> Result<impl Iterator<Item = Vec<NewRecord>> + use<>, IngestError> {
-        let mut source = CsvSource::new(std::fs::File::open(path).map_err(IngestError::Read)?)?;
-        let category = match &options.category {
-            Some(c) => self.policies.category(c)?,
-            None => self.policies.detect(source.headers())?,
-        };
-        let mapping = category.map_header(source.headers())?;
-        let keys = self.keys.clone();
-        let today = options.today;
+        let source = CsvSource::new(std::fs::File::open(path).map_err(IngestError::Read)?)?;
+        let mut rows = PreparedRows::new(
+            Box::new(source),
+            &self.policies,
+            options.category.as_deref(),
+            self.keys.clone(),
+            options.today,
+            None,
+        )?;
         let mut seen = std::collections::HashSet::new();
-        let mut row = 0u64;
-        let mut rng = rand::rng();
-        let (mut cells, mut values) = (Vec::new(), Vec::new());
         Ok(std::iter::from_fn(move || {
-            let ctx = RowContext {
-                category: &category,
-                keys: &keys,
-                today,
-                source_unit: None,
-            };
             let mut chunk = Vec::with_capacity(xy_store::INSERT_CHUNK);
             while chunk.len() < xy_store::INSERT_CHUNK {
-                let Some(Ok(Ok(()))) = source.next_row(&mut cells) else {
-                    break;
-                };
-                row += 1;
-                if let Prepared::Valid { record, .. } =
-                    ctx.prepare(row, &mapping, &cells, &mut values, &mut rng)
-                    && seen.insert(record.key_hash.clone())
-                {
-                    chunk.push(record);
+                match rows.next_prepared() {
+                    Some(Ok(Prepared::Valid { record, .. })) => {
+                        if seen.insert(record.key_hash.clone()) {
+                            chunk.push(record);
+                        }
+                    }
+                    Some(Ok(Prepared::Rejected { .. })) => {}
+                    None | Some(Err(_)) => break,
                 }
             }
             (!chunk.is_empty()).then_some(chunk)
@@ -467,34 +458,17 @@ pub fn fuzz_rows(
     format: InputFormat,
     policies: &PolicySet,
 ) -> Result<usize, IngestError> {
-    let mut source: Box<dyn RowSource> = match format {
+    let source: Box<dyn RowSource + '_> = match format {
         InputFormat::Csv => Box::new(CsvSource::new(data)?),
         InputFormat::Jsonl => Box::new(JsonlSource::new(data)?),
         InputFormat::Xlsx => Box::new(XlsxSource::from_reader(std::io::Cursor::new(data))?),
     };
-    let category = policies.detect(source.headers())?;
-    let mut mapping = category.map_header(source.headers())?;
     let keys = NodeKeys::from_master(&[0x5a; 32]);
     let today = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
-    let ctx = RowContext {
-        category: &category,
-        keys: &keys,
-        today,
-        source_unit: None,
-    };
-    let (mut cells, mut values) = (Vec::new(), Vec::new());
-    let mut rng = rand::rng();
+    let mut rows = PreparedRows::new(source, policies, None, keys, today, None)?;
     let mut valid = 0;
-    let mut row = 0;
-    while let Some(next) = source.next_row(&mut cells) {
-        row += 1;
-        if source.headers().len() != mapping.width() {
-            mapping = category.map_header(source.headers())?;
-        }
-        if next?.is_ok()
-            && let Prepared::Valid { .. } =
-                ctx.prepare(row, &mapping, &cells, &mut values, &mut rng)
-        {
+    while let Some(prepared) = rows.next_prepared() {
+        if let Prepared::Valid { .. } = prepared? {
             valid += 1;
         }
     }
@@ -547,41 +521,26 @@ fn prepare_stage(
     options: &IngestOptions,
     tx: mpsc::Sender<StageMessage>,
 ) -> Result<(), IngestError> {
-    let mut source = factory()?;
-    let category = match &options.category {
-        Some(c) => policies.category(c)?,
-        None => policies.detect(source.headers())?,
-    };
-    let mut mapping = category.map_header(source.headers())?;
+    let mut rows = PreparedRows::new(
+        factory()?,
+        policies,
+        options.category.as_deref(),
+        keys.clone(),
+        options.today,
+        options.source_unit.clone(),
+    )?;
     let header = StageMessage::Header {
-        category: category.clone(),
-        legacy: mapping.legacy,
-        unknown_columns: mapping.unknown_columns.clone(),
-        format: source.describe(),
+        category: rows.category().clone(),
+        legacy: rows.mapping().legacy,
+        unknown_columns: rows.mapping().unknown_columns.clone(),
+        format: rows.describe(),
     };
     if tx.blocking_send(header).is_err() {
         return Ok(());
     }
-    let ctx = RowContext {
-        category: &category,
-        keys,
-        today: options.today,
-        source_unit: options.source_unit.as_deref(),
-    };
-    let mut rng = rand::rng();
     let mut chunk = Vec::with_capacity(CHUNK);
-    let mut row = 0u64;
-    let (mut cells, mut values) = (Vec::new(), Vec::new());
-    while let Some(next) = source.next_row(&mut cells) {
-        let read = next?;
-        row += 1;
-        if source.headers().len() != mapping.width() {
-            mapping = category.map_header(source.headers())?;
-        }
-        chunk.push(match read {
-            Ok(()) => ctx.prepare(row, &mapping, &cells, &mut values, &mut rng),
-            Err(e) => ctx.reject_unreadable(row, e),
-        });
+    while let Some(prepared) = rows.next_prepared() {
+        chunk.push(prepared?);
         if chunk.len() == CHUNK {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
             if tx.blocking_send(StageMessage::Rows(full)).is_err() {

@@ -6,7 +6,12 @@ use xy_policy::dates::parse_date;
 use xy_policy::{Category, HeaderMapping};
 use xy_store::{NewRecord, NodeKeys, RowFault};
 
-use crate::source::RowError;
+use std::sync::Arc;
+
+use xy_policy::PolicySet;
+
+use crate::IngestError;
+use crate::source::{RowError, RowSource};
 
 /// A row after the CPU stage.
 #[derive(Debug)]
@@ -25,15 +30,104 @@ pub(crate) enum Prepared {
     },
 }
 
-pub(crate) struct RowContext<'a> {
-    pub(crate) category: &'a Category,
-    pub(crate) keys: &'a NodeKeys,
-    pub(crate) today: NaiveDate,
-    pub(crate) source_unit: Option<&'a str>,
+/// The CPU stage over one input: its source, category and header mapping, and the buffers reused
+/// across rows. Yields one prepared row per data row, in input order.
+pub(crate) struct PreparedRows<'s> {
+    source: Box<dyn RowSource + 's>,
+    category: Arc<Category>,
+    mapping: HeaderMapping,
+    keys: NodeKeys,
+    today: NaiveDate,
+    source_unit: Option<String>,
+    row: u64,
+    cells: Vec<String>,
+    values: Vec<String>,
+    rng: rand::rngs::ThreadRng,
+}
+
+impl<'s> PreparedRows<'s> {
+    /// Detect (or look up) the category from the source's header and map the header onto it.
+    pub(crate) fn new(
+        source: Box<dyn RowSource + 's>,
+        policies: &PolicySet,
+        category: Option<&str>,
+        keys: NodeKeys,
+        today: NaiveDate,
+        source_unit: Option<String>,
+    ) -> Result<Self, IngestError> {
+        let category = match category {
+            Some(c) => policies.category(c)?,
+            None => policies.detect(source.headers())?,
+        };
+        let mapping = category.map_header(source.headers())?;
+        Ok(Self {
+            source,
+            category,
+            mapping,
+            keys,
+            today,
+            source_unit,
+            row: 0,
+            cells: Vec::new(),
+            values: Vec::new(),
+            rng: rand::rng(),
+        })
+    }
+
+    pub(crate) fn category(&self) -> &Arc<Category> {
+        &self.category
+    }
+
+    pub(crate) fn mapping(&self) -> &HeaderMapping {
+        &self.mapping
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        self.source.describe()
+    }
+
+    /// The next row, prepared or rejected; an error of the whole input; or `None` at the end.
+    pub(crate) fn next_prepared(&mut self) -> Option<Result<Prepared, IngestError>> {
+        let read = match self.source.next_row(&mut self.cells)? {
+            Ok(read) => read,
+            Err(e) => return Some(Err(e)),
+        };
+        self.row += 1;
+        // JSON lines grow their header as new keys appear.
+        if self.source.headers().len() != self.mapping.width() {
+            match self.category.map_header(self.source.headers()) {
+                Ok(mapping) => self.mapping = mapping,
+                Err(e) => return Some(Err(e.into())),
+            }
+        }
+        let ctx = RowContext {
+            category: &self.category,
+            keys: &self.keys,
+            today: self.today,
+            source_unit: self.source_unit.as_deref(),
+        };
+        Some(Ok(match read {
+            Ok(()) => ctx.prepare(
+                self.row,
+                &self.mapping,
+                &self.cells,
+                &mut self.values,
+                &mut self.rng,
+            ),
+            Err(e) => ctx.reject_unreadable(self.row, e),
+        }))
+    }
+}
+
+struct RowContext<'a> {
+    category: &'a Category,
+    keys: &'a NodeKeys,
+    today: NaiveDate,
+    source_unit: Option<&'a str>,
 }
 
 impl RowContext<'_> {
-    pub(crate) fn reject_unreadable(&self, row: u64, error: RowError) -> Prepared {
+    fn reject_unreadable(&self, row: u64, error: RowError) -> Prepared {
         let field = error
             .column
             .as_deref()
@@ -57,7 +151,7 @@ impl RowContext<'_> {
         }
     }
 
-    pub(crate) fn prepare(
+    fn prepare(
         &self,
         row: u64,
         mapping: &HeaderMapping,

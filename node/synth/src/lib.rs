@@ -6,7 +6,6 @@
 use std::io::{self, Write};
 
 use chrono::{Duration, NaiveDate};
-use rand::rngs::ThreadRng;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use xy_policy::identifiers::{org_code_check_char, resident_id_check_char, uscc_check_char};
@@ -846,11 +845,4 @@ pub fn write_jsonl(
     }
     out.flush()?;
     Ok(defects)
-}
-
-/// A random 6-byte hex tag (for names of demo directories and the like); not used for data.
-pub fn random_tag(rng: &mut ThreadRng) -> String {
-    (0..6)
-        .map(|_| format!("{:02x}", rng.random::<u8>()))
-        .collect()
 }
