@@ -3,6 +3,7 @@
 mod commands;
 mod config;
 mod demo;
+mod transport;
 
 use std::path::PathBuf;
 
@@ -61,6 +62,16 @@ enum Command {
     Serve(commands::ServeArgs),
     /// Run the demonstration: a node on an embedded store, generated data ingested, the API served.
     Demo(demo::DemoArgs),
+    /// Development PKI (SM2 certificates for a local federation).
+    Pki {
+        #[command(subcommand)]
+        command: transport::PkiCommand,
+    },
+    /// TLS 1.3 diagnostic with the RFC 8998 ShangMi suites (operators checking a peer).
+    Tls {
+        #[command(subcommand)]
+        command: transport::TlsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +115,8 @@ fn main() -> std::process::ExitCode {
             Command::Generate(a) => commands::generate(a),
             Command::Serve(a) => commands::serve(a).await,
             Command::Demo(a) => demo::run(a).await,
+            Command::Pki { command } => transport::pki(command),
+            Command::Tls { command } => transport::tls(command).await,
         }
     });
     match result {

@@ -18,8 +18,6 @@
 //! declared size), the expected sender, the signature, the recipient, then decryption. Any failure
 //! is an error naming the cause; nothing is decrypted for an envelope whose signature fails.
 
-use sm2::elliptic_curve::point::AffineCoordinates;
-
 use crate::sm2::{
     CERT_DISTID, PUBLIC_KEY_LEN, Sm2PublicKey, Sm2SecretKey, signature_from_der, signature_to_der,
 };
@@ -45,9 +43,7 @@ pub struct EnvelopeRandomness {
 }
 
 fn agree(secret: &Sm2SecretKey, public: &Sm2PublicKey) -> [u8; 32] {
-    let point =
-        (public.as_inner().to_projective() * *secret.as_inner().to_nonzero_scalar()).to_affine();
-    point.x().into()
+    secret.diffie_hellman(public)
 }
 
 fn envelope_key(

@@ -39,6 +39,31 @@ impl Sm2SecretKey {
             .map_err(|_| CryptoError::InvalidKey)
     }
 
+    /// A fresh key from random bytes drawn by `fill` (redrawn in the rare case the bytes are not a
+    /// valid scalar). The caller supplies the randomness, so this crate stays free of a global RNG.
+    pub fn generate(fill: &mut dyn FnMut(&mut [u8; 32])) -> Self {
+        loop {
+            let mut bytes = [0u8; 32];
+            fill(&mut bytes);
+            if let Ok(key) = Self::from_bytes(&bytes) {
+                return key;
+            }
+        }
+    }
+
+    /// The 32-byte big-endian scalar (for PKCS#8 encoding; handle with care).
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes().into()
+    }
+
+    /// Elliptic-curve Diffie-Hellman with `peer`: the x-coordinate of the shared point, as the
+    /// TLS 1.3 curveSM2 key exchange (RFC 8998 §3.4) and the envelopes use it.
+    pub fn diffie_hellman(&self, peer: &Sm2PublicKey) -> [u8; 32] {
+        use sm2::elliptic_curve::point::AffineCoordinates;
+        let point = (peer.0.to_projective() * *self.0.to_nonzero_scalar()).to_affine();
+        point.x().into()
+    }
+
     /// The public key, as an uncompressed SEC1 point.
     pub fn public_key(&self) -> Sm2PublicKey {
         Sm2PublicKey(self.0.public_key())
@@ -53,10 +78,6 @@ impl Sm2SecretKey {
         let mut out = [0u8; SIGNATURE_LEN];
         out.copy_from_slice(&signature.to_bytes());
         Ok(out)
-    }
-
-    pub(crate) fn as_inner(&self) -> &sm2::SecretKey {
-        &self.0
     }
 
     /// Decrypt an SM2 ciphertext in the C1C3C2 layout (GB/T 32918.4, the current standard order).
@@ -79,10 +100,6 @@ impl Sm2PublicKey {
         sm2::PublicKey::from_sec1_bytes(bytes)
             .map(Self)
             .map_err(|_| CryptoError::InvalidKey)
-    }
-
-    pub(crate) fn as_inner(&self) -> &sm2::PublicKey {
-        &self.0
     }
 
     /// The uncompressed SEC1 encoding (`04 || x || y`).

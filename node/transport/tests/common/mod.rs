@@ -1,0 +1,213 @@
+//! Shared helpers of the transport tests: a development PKI in a temporary directory, extra
+//! certificates made for refusal cases, and endpoints on loopback.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use xy_gmtls::pki::{
+    CertificateProfile, Issuer, PeerIdentity, Role, pem_encode, private_key_to_pkcs8,
+};
+use xy_shangmi::sm2::Sm2SecretKey;
+use xy_transport::devpki::{self, PkiLayout};
+use xy_transport::quic::BulkReceiver;
+use xy_transport::{Credentials, EndpointOptions, Handler, PeerEndpoint};
+
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub layout: PkiLayout,
+}
+
+pub fn pki() -> Pki {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = devpki::init(dir.path(), false, devpki::unix_now()).unwrap();
+    Pki { dir, layout }
+}
+
+impl Pki {
+    pub fn credentials(&self, member: &str) -> Credentials {
+        self.credentials_with_crl(member, false)
+    }
+
+    pub fn credentials_with_crl(&self, member: &str, crl: bool) -> Credentials {
+        let files = self.layout.member(member);
+        let crl_path = self.layout.crl();
+        Credentials::load(
+            &files.cert,
+            &files.key,
+            &self.layout.ca_cert(),
+            crl.then_some(crl_path.as_path()),
+        )
+        .unwrap()
+    }
+
+    pub fn ca_key(&self) -> Sm2SecretKey {
+        let pem = std::fs::read(self.layout.ca_key()).unwrap();
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::PrivateKeyDer::from_pem_slice(&pem).unwrap();
+        xy_gmtls::pki::private_key_from_der(der.secret_der()).unwrap()
+    }
+
+    pub fn ca_der(&self) -> Vec<u8> {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_file(self.layout.ca_cert())
+            .unwrap()
+            .to_vec()
+    }
+
+    /// Issue an extra certificate `name` under this CA with custom validity; returns its files.
+    pub fn issue(
+        &self,
+        name: &str,
+        identity: PeerIdentity,
+        not_before: u64,
+        not_after: u64,
+    ) -> (PathBuf, PathBuf, Vec<u8>) {
+        let ca_key = self.ca_key();
+        let ca = self.ca_der();
+        let issuer = Issuer::new(&ca, &ca_key).unwrap();
+        let key = devpki::generate_key();
+        let serial = devpki::random_serial();
+        let cert = issuer
+            .issue(
+                &key.public_key(),
+                &CertificateProfile {
+                    common_name: devpki::server_name(name),
+                    dns_names: vec![],
+                    identity: Some(identity),
+                    not_before,
+                    not_after,
+                    is_ca: false,
+                },
+                &serial,
+            )
+            .unwrap();
+        let cert_path = self.dir.path().join(format!("{name}.pem"));
+        let key_path = self.dir.path().join(format!("{name}.key"));
+        std::fs::write(&cert_path, pem_encode("CERTIFICATE", &cert)).unwrap();
+        std::fs::write(
+            &key_path,
+            pem_encode("PRIVATE KEY", &private_key_to_pkcs8(&key)),
+        )
+        .unwrap();
+        (cert_path, key_path, serial.to_vec())
+    }
+
+    /// Rewrite the CRL to revoke `serials`.
+    pub fn revoke(&self, serials: &[Vec<u8>]) {
+        let ca_key = self.ca_key();
+        let ca = self.ca_der();
+        let issuer = Issuer::new(&ca, &ca_key).unwrap();
+        let now = devpki::unix_now();
+        let revoked: Vec<(Vec<u8>, u64)> = serials.iter().map(|s| (s.clone(), now - 60)).collect();
+        let crl = issuer
+            .revocation_list(&revoked, now - 60, now + 86_400, 2)
+            .unwrap();
+        std::fs::write(self.layout.crl(), pem_encode("X509 CRL", &crl)).unwrap();
+    }
+}
+
+pub fn bank_identity() -> PeerIdentity {
+    PeerIdentity::new("510100", Role::InstitutionClient).unwrap()
+}
+
+pub fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Echoes requests (prefixed with the peer's jurisdiction) and counts bulk bytes with their SM3.
+#[derive(Default)]
+pub struct EchoHandler {
+    pub bulk_bytes: AtomicU64,
+    pub bulk_digest: std::sync::Mutex<Option<[u8; 32]>>,
+}
+
+impl Handler for EchoHandler {
+    async fn request(&self, peer: &PeerIdentity, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        if payload == b"fail" {
+            return Err("asked to fail".into());
+        }
+        let mut out = format!("{}/{}:", peer.jurisdiction, peer.role).into_bytes();
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
+
+    async fn bulk(
+        &self,
+        _peer: &PeerIdentity,
+        _name: Vec<u8>,
+        body: &mut BulkReceiver<'_>,
+    ) -> Result<(), String> {
+        let mut hasher = xy_shangmi::Sm3Hasher::new();
+        let mut total = 0u64;
+        while let Some(chunk) = body.next_chunk().await.map_err(|e| e.to_string())? {
+            hasher.update(&chunk);
+            total += chunk.len() as u64;
+        }
+        self.bulk_bytes.store(total, Ordering::SeqCst);
+        *self.bulk_digest.lock().unwrap() = Some(hasher.finish());
+        Ok(())
+    }
+}
+
+/// A serving province endpoint on loopback with its handler.
+pub fn serve(credentials: &Credentials) -> (PeerEndpoint, SocketAddr, Arc<EchoHandler>) {
+    let endpoint =
+        PeerEndpoint::server(loopback(), credentials, &EndpointOptions::default()).unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    let handler = Arc::new(EchoHandler::default());
+    let serving = endpoint.clone();
+    let h = Arc::clone(&handler);
+    tokio::spawn(async move { serving.serve(h).await });
+    (endpoint, addr, handler)
+}
+
+/// Deterministic pseudo-random bytes (xorshift), chunk `i` of a transfer.
+pub fn chunk(i: u64, len: usize) -> Vec<u8> {
+    let mut state = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn province_name() -> String {
+    devpki::server_name("province")
+}
+
+pub fn openssl_available() -> bool {
+    std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// OpenSSL 4 (RFC 8998 TLS 1.3), built once per machine by scripts/openssl4.sh: from $XY_OPENSSL4,
+/// else the script's cache. Missing is a failure, not a skip.
+pub fn openssl4() -> PathBuf {
+    if let Some(path) = std::env::var_os("XY_OPENSSL4") {
+        return PathBuf::from(path);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/openssl4.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("running scripts/openssl4.sh");
+    assert!(
+        out.status.success(),
+        "scripts/openssl4.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
