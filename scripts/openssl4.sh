@@ -9,6 +9,15 @@ PREFIX="$CACHE/openssl-src-$VERSION"
 BIN="$PREFIX/apps/openssl"
 if [ -x "$BIN" ] && "$BIN" version >/dev/null 2>&1; then echo "$BIN"; exit 0; fi
 
+# The build needs a C compiler, make and perl; install them on a bare machine.
+missing=()
+for tool in cc make perl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing build tools for OpenSSL 4 (missing: ${missing[*]})" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc make perl >&2
+fi
+
 mkdir -p "$CACHE"
 WORK=$(mktemp -d "$CACHE/build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

@@ -65,6 +65,13 @@ log "starting a throwaway PostgreSQL ($("$PG_BIN/postgres" --version)) on 127.0.
     -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$PG_DIR -c fsync=off -c max_connections=200" start >/dev/null
 export XY_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 
+# OpenSSL 4 is the independent RFC 8998 TLS 1.3 peer of the interop tests; built once per machine
+# (about 7 minutes on 2 cores) into a cache outside the repository.
+log "OpenSSL 4 for the TLS interop tests"
+XY_OPENSSL4=$(bash scripts/openssl4.sh)
+export XY_OPENSSL4
+"$XY_OPENSSL4" version >&2
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

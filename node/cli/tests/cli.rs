@@ -380,6 +380,8 @@ fn help_lists_the_commands() {
         "generate",
         "serve",
         "demo",
+        "pki",
+        "tls",
     ] {
         assert!(help.contains(cmd), "{cmd}");
     }
@@ -530,4 +532,114 @@ async fn ingest_from_a_database_table() {
     assert!(!out.status.success());
     let out = node(&["ingest", "--db-url", &url, "--data-dir", &dd]);
     assert!(!out.status.success(), "--db-url needs --table");
+}
+
+/// `pki init` writes the development PKI (keys private to the owner, refusing to replace a CA
+/// without --force), and `tls serve` / `tls connect` complete a verified mutual handshake with it:
+/// the reply comes back and `connect` exits 0; with a certificate of another CA it exits non-zero.
+#[test]
+fn pki_init_and_tls_serve_connect_round_trip() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let pki_s = pki.display().to_string();
+    let listing = ok(&["pki", "init", "--out", &pki_s]);
+    assert!(listing.contains("510700"), "{listing}");
+    for file in [
+        "ca.pem",
+        "ca.key",
+        "crl.pem",
+        "province.pem",
+        "chengdu.key",
+        "mianyang.pem",
+        "bank.pem",
+    ] {
+        assert!(pki.join(file).is_file(), "{file}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(pki.join("chengdu.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "private keys must not be readable by others"
+        );
+    }
+    let again = node(&["pki", "init", "--out", &pki_s]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let other = dir.path().join("other");
+    ok(&["pki", "init", "--out", &other.display().to_string()]);
+
+    let f = |name: &str| pki.join(name).display().to_string();
+    let mut server = Command::new(BIN)
+        .args(["tls", "serve", "--listen", "127.0.0.1:0", "--suite", "ccm"])
+        .args([
+            "--cert",
+            &f("province.pem"),
+            "--key",
+            &f("province.key"),
+            "--ca",
+            &f("ca.pem"),
+            "--crl",
+            &f("crl.pem"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("tls: listening on ")
+        .expect("bound address")
+        .to_owned();
+    let connect = |cert: &str, key: &str| {
+        let mut child = Command::new(BIN)
+            .args([
+                "tls",
+                "connect",
+                &addr,
+                "--server-name",
+                "province.xinyong.internal",
+                "--suite",
+                "ccm",
+            ])
+            .args(["--cert", cert, "--key", key, "--ca", &f("ca.pem")])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"510100 asks\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = connect(&f("chengdu.pem"), &f("chengdu.key"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"510100 asks\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("verified mutual handshake"));
+    let stranger = other.join("chengdu.pem").display().to_string();
+    let stranger_key = other.join("chengdu.key").display().to_string();
+    let out = connect(&stranger, &stranger_key);
+    assert!(
+        !out.status.success(),
+        "a certificate of another CA was accepted"
+    );
+    server.kill().unwrap();
+    let _ = server.wait();
 }

@@ -206,7 +206,7 @@ impl PeerEndpoint {
         })?;
         Ok(Self {
             endpoint,
-            client: client_config(credentials, options, None)?,
+            client: client_config(credentials.client_config(&options.suites)?, options)?,
         })
     }
 
@@ -227,6 +227,16 @@ impl PeerEndpoint {
         options: &EndpointOptions,
         signing_key: Option<Arc<dyn rustls::sign::SigningKey>>,
     ) -> Result<Self, TransportError> {
+        let tls = credentials.client_config_with_key(&options.suites, signing_key)?;
+        Self::client_with_tls(bind, tls, options)
+    }
+
+    /// A connecting endpoint over a hand-built TLS configuration (interop and refusal tests).
+    pub fn client_with_tls(
+        bind: SocketAddr,
+        tls: rustls::ClientConfig,
+        options: &EndpointOptions,
+    ) -> Result<Self, TransportError> {
         let socket = std::net::UdpSocket::bind(bind)
             .map_err(|source| TransportError::Bind { addr: bind, source })?;
         let endpoint = quinn::Endpoint::new(
@@ -238,7 +248,7 @@ impl PeerEndpoint {
         .map_err(|source| TransportError::Bind { addr: bind, source })?;
         Ok(Self {
             endpoint,
-            client: client_config(credentials, options, signing_key)?,
+            client: client_config(tls, options)?,
         })
     }
 
@@ -299,11 +309,9 @@ impl PeerEndpoint {
 }
 
 fn client_config(
-    credentials: &Credentials,
+    tls: rustls::ClientConfig,
     options: &EndpointOptions,
-    signing_key: Option<Arc<dyn rustls::sign::SigningKey>>,
 ) -> Result<quinn::ClientConfig, TransportError> {
-    let tls = credentials.client_config_with_key(&options.suites, signing_key)?;
     let crypto = QuicClientConfig::with_initial(Arc::new(tls), initial_suite()?)
         .map_err(|e| TransportError::Config(format!("QUIC client TLS: {e}")))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -650,9 +658,24 @@ impl<'a> FrameReader<'a> {
             match self.recv.read_chunk(BULK_CHUNK + 64, true).await {
                 Ok(Some(chunk)) => self.decoder.handle_bytes(&chunk.bytes),
                 Ok(None) => self.finished = true,
-                Err(e) => return Err(TransportError::Stream(e.to_string())),
+                Err(e) => return Err(read_error(e)),
             }
         }
+    }
+}
+
+/// A read failure: a lost connection reports why it was lost (e.g. the handshake refusal).
+fn read_error(e: quinn::ReadError) -> TransportError {
+    match e {
+        quinn::ReadError::ConnectionLost(cause) => TransportError::Connection(cause),
+        other => TransportError::Stream(other.to_string()),
+    }
+}
+
+fn write_error(e: quinn::WriteError) -> TransportError {
+    match e {
+        quinn::WriteError::ConnectionLost(cause) => TransportError::Connection(cause),
+        other => TransportError::Stream(other.to_string()),
     }
 }
 
@@ -661,9 +684,7 @@ async fn write_frame(send: &mut SendStream, frame: &Frame) -> Result<(), Transpo
     frame
         .encode(&mut bytes, MAX_FRAME)
         .map_err(|e| TransportError::Protocol(e.to_string()))?;
-    send.write_all(&bytes)
-        .await
-        .map_err(|e| TransportError::Stream(e.to_string()))
+    send.write_all(&bytes).await.map_err(write_error)
 }
 
 /// A link to one peer that reconnects with exponential backoff when the connection is lost.

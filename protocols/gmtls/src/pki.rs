@@ -177,6 +177,7 @@ fn signed(tbs: Vec<u8>, signer: &Sm2SecretKey) -> Result<Vec<u8>, GmTlsError> {
 }
 
 /// The issuer of new certificates and CRLs: a CA certificate and its key.
+#[derive(Debug)]
 pub struct Issuer<'a> {
     subject_name: Vec<u8>,
     key_id: [u8; 20],

@@ -281,8 +281,18 @@ struct Sm4Quic {
     integrity_limit: u64,
 }
 
+/// QUIC packet keys derived so far in this process (each key phase derives one per direction):
+/// lets tests and operators see that key updates really happened.
+static PACKET_KEYS_DERIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many SM4 QUIC packet keys this process has derived (handshake, 1-RTT and every key update).
+pub fn packet_keys_derived() -> u64 {
+    PACKET_KEYS_DERIVED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl quic::Algorithm for Sm4Quic {
     fn packet_key(&self, key: AeadKey, iv: Iv) -> Box<dyn quic::PacketKey> {
+        PACKET_KEYS_DERIVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Box::new(Sm4PacketKey {
             key: Sm4Key::new(self.mode, &key),
             iv,

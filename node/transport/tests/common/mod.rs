@@ -211,3 +211,285 @@ pub fn openssl4() -> PathBuf {
     );
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
+
+/// Run Debian's openssl in `dir`; panics with its output on failure.
+pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// DER hex of the node-identity extension value, for openssl `-extfile` (`OID=DER:hex`).
+pub fn identity_extension_hex(jurisdiction: &str, role: &str) -> String {
+    let mut inner = vec![0x13, jurisdiction.len() as u8];
+    inner.extend_from_slice(jurisdiction.as_bytes());
+    inner.extend_from_slice(&[0x0c, role.len() as u8]);
+    inner.extend_from_slice(role.as_bytes());
+    let mut der = vec![0x30, inner.len() as u8];
+    der.extend_from_slice(&inner);
+    der.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+pub fn identity_oid() -> String {
+    xy_gmtls::pki::IDENTITY_EXTENSION_OID
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// An SM2 PKI made entirely by Debian's openssl: a CA, and leaves for `province` and `chengdu`
+/// (with the node-identity extension when `with_identity`).
+pub struct OpensslPki {
+    pub dir: tempfile::TempDir,
+}
+
+impl OpensslPki {
+    pub fn new(with_identity: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        openssl(d, &["genpkey", "-algorithm", "SM2", "-out", "ca.key"]);
+        std::fs::write(
+            d.join("ca.cnf"),
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "req",
+                "-new",
+                "-key",
+                "ca.key",
+                "-sm3",
+                "-sigopt",
+                "distid:1234567812345678",
+                "-subj",
+                "/C=CN/O=openssl/CN=openssl SM2 root",
+                "-out",
+                "ca.csr",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "ca.csr",
+                "-key",
+                "ca.key",
+                "-sm3",
+                "-sigopt",
+                "distid:1234567812345678",
+                "-vfyopt",
+                "distid:1234567812345678",
+                "-days",
+                "30",
+                "-extfile",
+                "ca.cnf",
+                "-set_serial",
+                "1",
+                "-out",
+                "ca.pem",
+            ],
+        );
+        for (name, jurisdiction, role, serial) in [
+            ("province", "510000", "province-node", "2"),
+            ("chengdu", "510100", "prefecture-node", "3"),
+        ] {
+            openssl(
+                d,
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "SM2",
+                    "-out",
+                    &format!("{name}.key"),
+                ],
+            );
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-new",
+                    "-key",
+                    &format!("{name}.key"),
+                    "-sm3",
+                    "-sigopt",
+                    "distid:1234567812345678",
+                    "-subj",
+                    &format!("/CN={name}.openssl.test"),
+                    "-out",
+                    &format!("{name}.csr"),
+                ],
+            );
+            let mut ext = format!(
+                "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:{name}.openssl.test\n"
+            );
+            if with_identity {
+                ext.push_str(&format!(
+                    "{}=DER:{}\n",
+                    identity_oid(),
+                    identity_extension_hex(jurisdiction, role)
+                ));
+            }
+            std::fs::write(d.join(format!("{name}.cnf")), ext).unwrap();
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{name}.csr"),
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-sm3",
+                    "-sigopt",
+                    "distid:1234567812345678",
+                    "-vfyopt",
+                    "distid:1234567812345678",
+                    "-days",
+                    "30",
+                    "-extfile",
+                    &format!("{name}.cnf"),
+                    "-set_serial",
+                    serial,
+                    "-out",
+                    &format!("{name}.pem"),
+                ],
+            );
+        }
+        Self { dir }
+    }
+
+    pub fn credentials(&self, name: &str) -> Credentials {
+        let d = self.dir.path();
+        Credentials::load(
+            &d.join(format!("{name}.pem")),
+            &d.join(format!("{name}.key")),
+            &d.join("ca.pem"),
+            None,
+        )
+        .unwrap()
+    }
+}
+
+/// A leaf certificate (DER) for a non-SM2 key (`EC` P-256 or `RSA`), signed by the dev PKI's SM2
+/// CA with openssl.
+pub fn foreign_key_leaf(pki: &Pki, algorithm: &str) -> Vec<u8> {
+    let d = pki.dir.path();
+    let stem = format!("foreign-{}", algorithm.to_lowercase());
+    let mut args = vec!["genpkey", "-algorithm", algorithm];
+    if algorithm == "EC" {
+        args.extend(["-pkeyopt", "ec_paramgen_curve:P-256"]);
+    } else {
+        args.extend(["-pkeyopt", "rsa_keygen_bits:2048"]);
+    }
+    let key = format!("{stem}.key");
+    args.extend(["-out", &key]);
+    openssl(d, &args);
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &key,
+            "-subj",
+            "/CN=foreign.xinyong.internal",
+            "-out",
+            &format!("{stem}.csr"),
+        ],
+    );
+    std::fs::write(
+        d.join(format!("{stem}.cnf")),
+        format!(
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:foreign.xinyong.internal\n{}=DER:{}\n",
+            identity_oid(),
+            identity_extension_hex("510100", "prefecture-node")
+        ),
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{stem}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-sm3",
+            "-sigopt",
+            "distid:1234567812345678",
+            "-days",
+            "1",
+            "-extfile",
+            &format!("{stem}.cnf"),
+            "-set_serial",
+            "77",
+            "-outform",
+            "DER",
+            "-out",
+            &format!("{stem}.der"),
+        ],
+    );
+    std::fs::read(d.join(format!("{stem}.der"))).unwrap()
+}
+
+/// Always presents one certificate and key (for hand-built client configurations).
+#[derive(Debug)]
+pub struct FixedClientCert(pub Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for FixedClientCert {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A TLS client configuration over the SM provider trusting the dev CA, presenting `chain` signed
+/// with `key`.
+pub fn hand_built_client(
+    pki: &Pki,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: Option<Arc<dyn rustls::sign::SigningKey>>,
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(pki.ca_der()))
+        .unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(xy_gmtls::provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match key {
+        Some(key) => builder.with_client_cert_resolver(Arc::new(FixedClientCert(Arc::new(
+            rustls::sign::CertifiedKey::new(chain, key),
+        )))),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![xy_transport::ALPN.to_vec()];
+    config
+}
