@@ -1,6 +1,7 @@
 //! `xinyong-node demo`: a node on an embedded SQLite store ingests generated department data in
 //! several formats and encodings, prints what happened to every batch, the data quality and the audit
-//! state, and then serves the HTTP API (or exits with --exit-when-done).
+//! state, sends the reports from a prefecture to the province over the ShangMi QUIC transport (in
+//! SM2-signed, SM4-sealed envelopes), and then serves the HTTP API (or exits with --exit-when-done).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -129,6 +130,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let reports = args.data_dir.join("reports");
     std::fs::create_dir_all(&reports)?;
     let mut first_rejected = None;
+    let mut report_paths = Vec::new();
     for path in &paths {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("input");
         let report_path = reports.join(format!("{name}.report.jsonl"));
@@ -142,6 +144,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             first_rejected = Some(report_path.clone());
         }
         println!("   per-row report: {}", report_path.display());
+        report_paths.push(report_path);
     }
     if let Some(p) = first_rejected {
         println!("\n   examples of rejected rows, with the reasons the source unit gets back:");
@@ -221,11 +224,18 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "   (running the demo again stores nothing new: rows come back as duplicates, and corrections inside a file replay as updates)"
     );
 
+    println!(
+        "\n-- 6. the ShangMi transport (X1): chengdu (510100) sends its reports to the province (510000)"
+    );
+    for line in crate::transport::demo_exchange(&args.data_dir, &report_paths).await? {
+        println!("   {line}");
+    }
+
     if args.exit_when_done {
         node.stores.close().await;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("\n-- 6. serving the HTTP API; try (Ctrl-C to stop):");
+    println!("\n-- 7. serving the HTTP API; try (Ctrl-C to stop):");
     let token_path = args.data_dir.join("api.token");
     println!("   TOKEN=$(cat {})", token_path.display());
     println!(

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -130,7 +131,15 @@ impl Credentials {
     /// A TLS 1.3 server configuration that demands and verifies a client certificate (against the
     /// CA and the CRL) and offers exactly `suites`.
     pub fn server_config(&self, suites: &[Sm4Mode]) -> Result<ServerConfig, TransportError> {
-        let provider = Arc::new(xy_gmtls::provider_with_suites(suites));
+        self.server_config_with_provider(Arc::new(xy_gmtls::provider_with_suites(suites)))
+    }
+
+    /// As [`Credentials::server_config`] over another provider (which must verify SM2
+    /// signatures): the benchmark uses one with AES suites as the baseline.
+    pub fn server_config_with_provider(
+        &self,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<ServerConfig, TransportError> {
         let verifier = WebPkiClientVerifier::builder_with_provider(
             Arc::clone(&self.roots),
             Arc::clone(&provider),
@@ -159,7 +168,19 @@ impl Credentials {
         suites: &[Sm4Mode],
         signing_key: Option<Arc<dyn rustls::sign::SigningKey>>,
     ) -> Result<ClientConfig, TransportError> {
-        let provider = Arc::new(xy_gmtls::provider_with_suites(suites));
+        self.client_config_with_provider(
+            Arc::new(xy_gmtls::provider_with_suites(suites)),
+            signing_key,
+        )
+    }
+
+    /// As [`Credentials::client_config_with_key`] over another provider (which must verify SM2
+    /// signatures).
+    pub fn client_config_with_provider(
+        &self,
+        provider: Arc<CryptoProvider>,
+        signing_key: Option<Arc<dyn rustls::sign::SigningKey>>,
+    ) -> Result<ClientConfig, TransportError> {
         let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
             Arc::clone(&self.roots),
             Arc::clone(&provider),
@@ -167,7 +188,7 @@ impl Credentials {
         .with_crls(self.crls.clone())
         .build()
         .map_err(|e| TransportError::Credentials(format!("server verifier: {e}")))?;
-        let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        let builder = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_webpki_verifier(verifier);
         let mut config = match signing_key {

@@ -184,8 +184,22 @@ impl PeerEndpoint {
         credentials: &Credentials,
         options: &EndpointOptions,
     ) -> Result<Self, TransportError> {
-        let tls = credentials.server_config(&options.suites)?;
-        let crypto = QuicServerConfig::with_initial(Arc::new(tls), initial_suite()?)
+        Self::server_with_tls(
+            listen,
+            credentials.server_config(&options.suites)?,
+            credentials.client_config(&options.suites)?,
+            options,
+        )
+    }
+
+    /// A serving endpoint over hand-built TLS configurations (the benchmark's AES baseline).
+    pub fn server_with_tls(
+        listen: SocketAddr,
+        server_tls: rustls::ServerConfig,
+        client_tls: rustls::ClientConfig,
+        options: &EndpointOptions,
+    ) -> Result<Self, TransportError> {
+        let crypto = QuicServerConfig::with_initial(Arc::new(server_tls), initial_suite()?)
             .map_err(|e| TransportError::Config(format!("QUIC server TLS: {e}")))?;
         let mut server =
             quinn::ServerConfig::new(Arc::new(crypto), Arc::new(Sm4TokenKey(random_bytes())));
@@ -206,7 +220,7 @@ impl PeerEndpoint {
         })?;
         Ok(Self {
             endpoint,
-            client: client_config(credentials.client_config(&options.suites)?, options)?,
+            client: client_config(client_tls, options)?,
         })
     }
 
