@@ -161,7 +161,8 @@ fn main() -> anyhow::Result<()> {
         let _ = black_box(tag);
     });
     println!(
-        "SM4-GCM seal, 16 KiB messages, one core (RustCrypto sm4 + aes-gcm GHASH): {sm4_mib_s:.0} MiB/s"
+        "SM4-GCM seal, 16 KiB messages, one core (xy-sm4, {}): {sm4_mib_s:.0} MiB/s",
+        xy_sm4::Backend::detect().name()
     );
     println!(
         "AES-128-GCM seal, 16 KiB messages, one core (ring, AES-NI):             {aes_seal_mib_s:.0} MiB/s"

@@ -304,7 +304,9 @@ impl quic::Algorithm for Sm4Quic {
     fn header_protection_key(&self, key: AeadKey) -> Box<dyn quic::HeaderProtectionKey> {
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&key.as_ref()[..16]);
-        Box::new(Sm4HeaderProtection(bytes))
+        Box::new(Sm4HeaderProtection(xy_shangmi::Sm4Block::new_detected(
+            &bytes,
+        )))
     }
 
     fn aead_key_len(&self) -> usize {
@@ -354,8 +356,9 @@ impl quic::PacketKey for Sm4PacketKey {
     }
 }
 
-/// Header protection by SM4-ECB of the 16-byte sample (RFC 9001 §5.4.3 with SM4 for AES).
-struct Sm4HeaderProtection([u8; 16]);
+/// Header protection by SM4-ECB of the 16-byte sample (RFC 9001 §5.4.3 with SM4 for AES), on the
+/// key expanded once.
+struct Sm4HeaderProtection(xy_shangmi::Sm4Block);
 
 impl Sm4HeaderProtection {
     fn apply(
@@ -374,7 +377,7 @@ impl Sm4HeaderProtection {
             return Err(Error::General("packet number longer than 4 bytes".into()));
         }
         let mut mask = sample;
-        xy_shangmi::sm4_encrypt_block(&self.0, &mut mask);
+        self.0.encrypt_block(&mut mask);
         let bits = if *first & 0x80 == 0x80 { 0x0f } else { 0x1f };
         let first_plain = if unmasking {
             *first ^ (mask[0] & bits)

@@ -6,9 +6,9 @@
 //! a socket or a global random number generator. The node uses it to encrypt personal data at rest
 //! (SM4-GCM), to build blind indexes and dedup keys (HMAC-SM3) and to hash-chain its data log (SM3).
 //!
-//! The SM4 block cipher is reached only through [`Sm4Aead`] ([`Sm4Gcm`], [`Sm4Ccm`]), whose
-//! cipher is a type parameter: a faster constant-time SM4 can later replace the table-based
-//! RustCrypto `sm4` without touching callers.
+//! The SM4 block cipher is reached through [`Sm4Aead`] ([`Sm4Gcm`], [`Sm4Ccm`]), whose cipher is
+//! a type parameter ([`Sm4Block`]: `xy-sm4`, constant-time and accelerated where the CPU allows;
+//! [`TableSm4Gcm`] keeps RustCrypto's table SM4 as the measured baseline).
 
 pub mod envelope;
 pub mod sm2;
@@ -141,10 +141,18 @@ use aes_gcm::aead::consts::{U12, U16};
 #[derive(Clone)]
 pub struct Sm4Aead<A>(A);
 
-/// SM4 in Galois/Counter Mode (the AEAD of TLS_SM4_GCM_SM3, RFC 8998).
-pub type Sm4Gcm = Sm4Aead<AesGcm<sm4::Sm4, U12>>;
+/// The SM4 block cipher behind every SM4 mode of this crate: `xy-sm4`, constant-time GFNI or
+/// AES-NI paths chosen at run time (the portable table where the CPU has neither). Any block
+/// cipher with the RustCrypto `cipher` traits fits [`Sm4Aead`]'s parameter.
+pub type Sm4Block = xy_sm4::Sm4;
+/// SM4 in Galois/Counter Mode (the AEAD of TLS_SM4_GCM_SM3, RFC 8998): `xy-sm4`'s GCM, CTR in
+/// 32-block batches on the accelerated SM4 and GHASH with CLMUL.
+pub type Sm4Gcm = Sm4Aead<xy_sm4::Sm4Gcm>;
 /// SM4 in Counter with CBC-MAC mode, 16-byte tag (the AEAD of TLS_SM4_CCM_SM3, RFC 8998).
-pub type Sm4Ccm = Sm4Aead<ccm::Ccm<sm4::Sm4, U16, U12>>;
+pub type Sm4Ccm = Sm4Aead<ccm::Ccm<Sm4Block, U16, U12>>;
+/// SM4-GCM on RustCrypto's table SM4 with `aes-gcm`'s generic GCM: the baseline the accelerated
+/// paths are measured and tested against.
+pub type TableSm4Gcm = Sm4Aead<AesGcm<sm4::Sm4, U12>>;
 
 impl<A> Sm4Aead<A>
 where
@@ -158,6 +166,11 @@ where
                 expected: SM4_KEY_LEN,
                 actual: key.len(),
             })
+    }
+
+    /// An instance around an already keyed AEAD (e.g. SM4-GCM pinned to one SM4 path).
+    pub fn from_aead(aead: A) -> Self {
+        Self(aead)
     }
 
     /// Encrypt `buffer` in place under `nonce` and return the tag. The nonce must never repeat
@@ -221,7 +234,5 @@ where
 
 /// Encrypt a single 16-byte block with SM4 (GB/T 32907), for known-answer checks and key wrapping.
 pub fn sm4_encrypt_block(key: &[u8; SM4_KEY_LEN], block: &mut [u8; 16]) {
-    use sm4::cipher::BlockCipherEncrypt;
-    let cipher = sm4::Sm4::new(key.into());
-    cipher.encrypt_block(block.into());
+    Sm4Block::new_detected(key).encrypt_block(block);
 }
