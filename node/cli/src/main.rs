@@ -72,6 +72,8 @@ enum Command {
         #[command(subcommand)]
         command: transport::TlsCommand,
     },
+    /// Private set intersection with another node (ECDH-PSI; neither side sees the other's list).
+    Psi(transport::PsiArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +119,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(a) => demo::run(a).await,
             Command::Pki { command } => transport::pki(command),
             Command::Tls { command } => transport::tls(command).await,
+            Command::Psi(a) => transport::psi(a).await,
         }
     });
     match result {

@@ -319,3 +319,174 @@ pub(crate) async fn demo_exchange(
     task.abort();
     Ok(lines)
 }
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum PsiSuiteArg {
+    /// Ristretto255 with SHA-512 hashing (fast)
+    Ristretto,
+    /// SM2 with SM3 try-and-increment hashing (commercial-cryptography compliant)
+    Sm2,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum PsiModeArg {
+    /// The intersection, to this side only
+    One,
+    /// The intersection, to both sides
+    Both,
+    /// Its size only (PSI-CA)
+    Cardinality,
+}
+
+/// `psi`: private set intersection between two nodes.
+#[derive(Debug, Args)]
+pub(crate) struct PsiArgs {
+    /// Run against the node at this QUIC address (the initiator).
+    #[arg(long, conflicts_with = "listen", required_unless_present = "listen")]
+    peer: Option<SocketAddr>,
+    /// Answer runs from other nodes on this UDP address (the responder), until Ctrl-C.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The set: one element (e.g. a unified social credit code) per line, UTF-8.
+    #[arg(long)]
+    set: PathBuf,
+    /// Suite.
+    #[arg(long, value_enum, default_value = "ristretto")]
+    suite: PsiSuiteArg,
+    /// What the run reveals.
+    #[arg(long, value_enum, default_value = "one")]
+    mode: PsiModeArg,
+    /// The name in the peer's certificate (initiator).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// Write the intersection here (one element per line) instead of standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// This node's certificate (PEM).
+    #[arg(long)]
+    cert: PathBuf,
+    /// Its private key (PKCS#8 PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// Trust anchors (PEM).
+    #[arg(long)]
+    ca: PathBuf,
+    /// Revocation list (PEM).
+    #[arg(long)]
+    crl: Option<PathBuf>,
+}
+
+/// Read a set file: one element per line, blank lines skipped, duplicates dropped (first kept).
+fn read_set(path: &std::path::Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the set {}", path.display()))?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .filter(|l| seen.insert(l.to_string()))
+        .map(|l| l.as_bytes().to_vec())
+        .collect())
+}
+
+fn write_intersection(
+    output: Option<&std::path::Path>,
+    elements: &[Vec<u8>],
+) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for e in elements {
+        text.push_str(&String::from_utf8_lossy(e));
+        text.push('\n');
+    }
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+        }
+        None => {
+            use std::io::Write as _;
+            std::io::stdout().write_all(text.as_bytes())?;
+            Ok(())
+        }
+    }
+}
+
+pub(crate) async fn psi(args: PsiArgs) -> anyhow::Result<ExitCode> {
+    let credentials = Credentials::load(&args.cert, &args.key, &args.ca, args.crl.as_deref())?;
+    let set = read_set(&args.set)?;
+    let suite = match args.suite {
+        PsiSuiteArg::Ristretto => xy_psi::Suite::Ristretto255,
+        PsiSuiteArg::Sm2 => xy_psi::Suite::Sm2,
+    };
+    let mode = match args.mode {
+        PsiModeArg::One => xy_psi::Mode::One,
+        PsiModeArg::Both => xy_psi::Mode::Both,
+        PsiModeArg::Cardinality => xy_psi::Mode::Cardinality,
+    };
+    let options = xy_transport::EndpointOptions::default();
+    if let Some(listen) = args.listen {
+        let endpoint = xy_transport::PeerEndpoint::server(listen, &credentials, &options)?;
+        let output = args.output.clone();
+        let service = xy_federation::PsiService::new(
+            set,
+            Box::new(move |peer, suite, mode, result| {
+                let learnt = match result {
+                    Some(r) => {
+                        if let Some(elements) = &r.intersection
+                            && let Err(e) = write_intersection(output.as_deref(), elements)
+                        {
+                            eprintln!("psi: {e:#}");
+                        }
+                        format!("intersection of {} learnt", r.count)
+                    }
+                    None => "nothing learnt (by design of the mode)".into(),
+                };
+                eprintln!(
+                    "psi: run from {} {} ({suite:?}, {mode:?}): {learnt}",
+                    peer.role, peer.jurisdiction
+                );
+            }),
+        );
+        println!(
+            "psi: answering runs on {} over {} elements",
+            endpoint.local_addr()?,
+            args.set.display()
+        );
+        let serving = endpoint.clone();
+        tokio::select! {
+            _ = serving.serve(std::sync::Arc::new(service)) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let peer = args.peer.context("--peer or --listen is required")?;
+    let server_name = args
+        .server_name
+        .clone()
+        .context("--server-name is required with --peer")?;
+    let endpoint =
+        xy_transport::PeerEndpoint::client("0.0.0.0:0".parse()?, &credentials, &options)?;
+    let connection = endpoint
+        .connect(peer, &server_name)
+        .await
+        .with_context(|| format!("connecting to {peer} ({server_name})"))?;
+    let elements = set.len();
+    let mut randomness = [0u8; 64];
+    rand::fill(&mut randomness[..]);
+    let started = std::time::Instant::now();
+    let result = xy_federation::run_initiator(&connection, suite, mode, set, &randomness).await?;
+    eprintln!(
+        "psi: {elements} elements against {} {} ({suite:?}, {mode:?}) in {:.2} s: intersection of {}",
+        connection.peer().role,
+        connection.peer().jurisdiction,
+        started.elapsed().as_secs_f64(),
+        result.count
+    );
+    match &result.intersection {
+        Some(elements) => write_intersection(args.output.as_deref(), elements)?,
+        None => println!("{}", result.count),
+    }
+    connection.close(0, "done");
+    endpoint.wait_idle().await;
+    Ok(ExitCode::SUCCESS)
+}

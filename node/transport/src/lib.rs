@@ -9,7 +9,8 @@ pub mod quic;
 
 pub use credentials::{ALPN, Credentials};
 pub use quic::{
-    BulkReceipt, BulkReceiver, EndpointOptions, Handler, PeerConnection, PeerEndpoint, PeerLink,
+    BulkReceipt, BulkReceiver, Channel, ChannelReceiver, ChannelSender, EndpointOptions, Handler,
+    PeerConnection, PeerEndpoint, PeerLink,
 };
 
 use std::net::SocketAddr;

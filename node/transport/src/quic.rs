@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use xy_gmtls::Sm4Mode;
 use xy_gmtls::pki::PeerIdentity;
 use xy_shangmi::{GCM_TAG_LEN, Sm3Hasher, Sm4Gcm};
-use xy_wire::{FLAG_END, Frame, FrameDecoder, FrameKind};
+use xy_wire::{FLAG_CHANNEL, FLAG_END, Frame, FrameDecoder, FrameKind};
 
 use crate::TransportError;
 use crate::credentials::{Credentials, identity_of};
@@ -350,6 +350,22 @@ pub trait Handler: Send + Sync + 'static {
         name: Vec<u8>,
         body: &mut BulkReceiver,
     ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Run an interactive channel named `name` (messages both ways). By default a node has none.
+    fn channel(
+        &self,
+        peer: &PeerIdentity,
+        name: Vec<u8>,
+        channel: Channel,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        let _ = (peer, channel);
+        async move {
+            Err(format!(
+                "no channel {:?} on this node",
+                String::from_utf8_lossy(&name)
+            ))
+        }
+    }
 }
 
 /// An authenticated connection to a peer.
@@ -477,6 +493,22 @@ impl PeerConnection {
         }
     }
 
+    /// Open an interactive channel named `name` (the peer's [`Handler::channel`] answers it).
+    pub async fn open_channel(&self, name: &[u8]) -> Result<Channel, TransportError> {
+        let (mut send, recv) = self.connection.open_bi().await?;
+        let mut open = Frame::new(FrameKind::Request, 0, name.to_vec());
+        open.flags = FLAG_CHANNEL;
+        write_frame(&mut send, &open).await?;
+        Ok(Channel {
+            sender: ChannelSender { send },
+            receiver: ChannelReceiver {
+                recv,
+                decoder: FrameDecoder::new(MAX_FRAME),
+                finished: false,
+            },
+        })
+    }
+
     fn protocol_violation(&self, reason: String) -> TransportError {
         self.connection
             .close(VarInt::from_u32(CLOSE_PROTOCOL), reason.as_bytes());
@@ -526,6 +558,23 @@ impl PeerConnection {
                 "a stream must open with a request, not {:?}",
                 first.kind
             )));
+        }
+        if first.flags & FLAG_CHANNEL != 0 {
+            let FrameReader {
+                decoder, finished, ..
+            } = reader;
+            let channel = Channel {
+                sender: ChannelSender { send },
+                receiver: ChannelReceiver {
+                    recv,
+                    decoder,
+                    finished,
+                },
+            };
+            return handler
+                .channel(&self.peer, first.payload, channel)
+                .await
+                .map_err(TransportError::Refused);
         }
         if first.flags & FLAG_END != 0 {
             let answer = match handler.request(&self.peer, first.payload).await {
@@ -767,6 +816,80 @@ impl PeerLink {
         match connection.request(payload).await {
             Err(e) if e.is_transient() => self.connection().await?.request(payload).await,
             other => other,
+        }
+    }
+}
+
+/// An interactive channel: framed messages both ways on one stream, until either side ends it.
+/// Split it to send and receive concurrently (so neither side's flow control can stall the other).
+pub struct Channel {
+    /// The sending half.
+    pub sender: ChannelSender,
+    /// The receiving half.
+    pub receiver: ChannelReceiver,
+}
+
+/// The sending half of a [`Channel`].
+pub struct ChannelSender {
+    send: SendStream,
+}
+
+impl ChannelSender {
+    /// Send one message (at most [`MAX_FRAME`] bytes).
+    pub async fn send(&mut self, message: &[u8]) -> Result<(), TransportError> {
+        write_frame(
+            &mut self.send,
+            &Frame::new(FrameKind::BulkData, 0, message.to_vec()),
+        )
+        .await
+    }
+
+    /// End the sending side.
+    pub fn finish(&mut self) -> Result<(), TransportError> {
+        self.send
+            .finish()
+            .map_err(|e| TransportError::Stream(e.to_string()))
+    }
+}
+
+/// The receiving half of a [`Channel`].
+pub struct ChannelReceiver {
+    recv: RecvStream,
+    decoder: FrameDecoder,
+    finished: bool,
+}
+
+impl ChannelReceiver {
+    /// The next message, or `None` when the peer ended its side. Framing errors are protocol
+    /// violations. Cancel-safe: a `recv` dropped by `select!` loses nothing (buffered bytes stay
+    /// in the decoder, and quinn's `read_chunk` is itself cancel-safe).
+    pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
+        loop {
+            let polled = self
+                .decoder
+                .poll_frame()
+                .map_err(|e| TransportError::Protocol(e.to_string()))?;
+            match polled {
+                Some(frame) if frame.kind == FrameKind::BulkData => return Ok(Some(frame.payload)),
+                Some(frame) => {
+                    return Err(TransportError::Protocol(format!(
+                        "unexpected {:?} frame in a channel",
+                        frame.kind
+                    )));
+                }
+                None => {}
+            }
+            if self.finished {
+                self.decoder
+                    .finish()
+                    .map_err(|e| TransportError::Protocol(e.to_string()))?;
+                return Ok(None);
+            }
+            match self.recv.read_chunk(BULK_CHUNK + 64, true).await {
+                Ok(Some(chunk)) => self.decoder.handle_bytes(&chunk.bytes),
+                Ok(None) => self.finished = true,
+                Err(e) => return Err(read_error(e)),
+            }
         }
     }
 }

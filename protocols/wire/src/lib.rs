@@ -22,7 +22,10 @@ pub const HEADER_LEN: usize = 12;
 pub const DEFAULT_MAX_PAYLOAD: u32 = 16 << 20;
 /// Flag: the last frame of a bulk stream or of a multi-frame response.
 pub const FLAG_END: u16 = 0x0001;
-const KNOWN_FLAGS: u16 = FLAG_END;
+/// On the `Request` frame that opens a stream: the stream is an interactive channel (frames both
+/// ways until either side ends it), not a bulk transfer.
+pub const FLAG_CHANNEL: u16 = 0x0002;
+const KNOWN_FLAGS: u16 = FLAG_END | FLAG_CHANNEL;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,7 +71,7 @@ impl FrameKind {
 pub struct Frame {
     /// What it carries.
     pub kind: FrameKind,
-    /// Flags ([`FLAG_END`]).
+    /// Flags ([`FLAG_END`], [`FLAG_CHANNEL`]).
     pub flags: u16,
     /// The request it belongs to (0 for connection-level frames).
     pub request_id: u32,

@@ -1,0 +1,150 @@
+//! The two groups ECDH-PSI runs in, behind one trait: hash an element to a point, multiply by a
+//! secret scalar, and move points as 32 bytes.
+//!
+//! - **Ristretto255** (curve25519-dalek): hash-to-group with SHA-512 (RFC 9496 `hash_from_bytes`),
+//!   32-byte compressed encodings; decoding refuses non-canonical encodings and the identity.
+//! - **SM2 with SM3 try-and-increment** (the compliant suite, after the BFIA/SecretFlow
+//!   interconnection spec): x = SM3(element ‖ counter) for counter = 0, 1, … until x³ + ax + b is a
+//!   square; the point travels as its 32-byte x-coordinate (ECDH needs only x: x(k·P) = x(k·(−P))).
+//!   Decoding refuses x ≥ p, x with no point on the curve, and the identity.
+
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::scalar::Scalar as RistrettoScalar;
+use curve25519_dalek::traits::Identity;
+use sm2::elliptic_curve::group::Group as _;
+use sm2::elliptic_curve::ops::Reduce;
+use sm2::elliptic_curve::point::AffineCoordinates;
+use sm2::elliptic_curve::sec1::FromSec1Point;
+use sm3::Digest;
+
+use crate::PsiError;
+
+/// Length of an encoded point.
+pub const POINT_LEN: usize = 32;
+
+/// A prime-order group for ECDH-PSI.
+pub trait PsiGroup: Send + Sync + 'static {
+    /// A secret exponent.
+    type Scalar: Send + Sync + Clone;
+    /// A group element.
+    type Point: Send + Sync;
+
+    /// A scalar from 64 uniformly random bytes (reduced; never zero).
+    fn scalar_from_random(bytes: &[u8; 64]) -> Self::Scalar;
+    /// Hash a set element to a point.
+    fn hash_to_point(element: &[u8]) -> Self::Point;
+    /// `k · P`.
+    fn mul(point: &Self::Point, k: &Self::Scalar) -> Self::Point;
+    /// The 32-byte encoding.
+    fn encode(point: &Self::Point) -> [u8; POINT_LEN];
+    /// Decode and validate a peer's point; invalid points are refused, never multiplied.
+    fn decode(bytes: &[u8; POINT_LEN]) -> Result<Self::Point, PsiError>;
+}
+
+/// Ristretto255.
+#[derive(Debug, Clone, Copy)]
+pub struct Ristretto255;
+
+impl PsiGroup for Ristretto255 {
+    type Scalar = RistrettoScalar;
+    type Point = RistrettoPoint;
+
+    fn scalar_from_random(bytes: &[u8; 64]) -> Self::Scalar {
+        let k = RistrettoScalar::from_bytes_mod_order_wide(bytes);
+        if k == RistrettoScalar::ZERO {
+            RistrettoScalar::ONE
+        } else {
+            k
+        }
+    }
+
+    fn hash_to_point(element: &[u8]) -> Self::Point {
+        RistrettoPoint::hash_from_bytes::<sha2::Sha512>(element)
+    }
+
+    fn mul(point: &Self::Point, k: &Self::Scalar) -> Self::Point {
+        point * k
+    }
+
+    fn encode(point: &Self::Point) -> [u8; POINT_LEN] {
+        point.compress().to_bytes()
+    }
+
+    fn decode(bytes: &[u8; POINT_LEN]) -> Result<Self::Point, PsiError> {
+        let point = CompressedRistretto(*bytes)
+            .decompress()
+            .ok_or(PsiError::InvalidPoint(
+                "not a canonical Ristretto255 encoding",
+            ))?;
+        if point == RistrettoPoint::identity() {
+            return Err(PsiError::InvalidPoint("the identity"));
+        }
+        Ok(point)
+    }
+}
+
+/// SM2 (GB/T 32918 curve) with SM3 try-and-increment hashing.
+#[derive(Debug, Clone, Copy)]
+pub struct Sm2Sm3;
+
+fn sm2_point_from_x(x: &[u8; 32]) -> Option<sm2::ProjectivePoint> {
+    // Compressed SEC1 with even y: validates x < p and that x³ + ax + b is a square.
+    let mut sec1 = [0u8; 33];
+    sec1[0] = 0x02;
+    sec1[1..].copy_from_slice(x);
+    let encoded = sm2::Sec1Point::from_bytes(sec1).ok()?;
+    let affine: Option<sm2::AffinePoint> =
+        sm2::AffinePoint::from_sec1_point(&encoded).into_option();
+    affine.map(sm2::ProjectivePoint::from)
+}
+
+impl PsiGroup for Sm2Sm3 {
+    type Scalar = sm2::Scalar;
+    type Point = sm2::ProjectivePoint;
+
+    fn scalar_from_random(bytes: &[u8; 64]) -> Self::Scalar {
+        // Reduce 512 random bits modulo n (bias below 2⁻²⁵⁶).
+        let hi =
+            <sm2::Scalar as Reduce<sm2::U256>>::reduce(&sm2::U256::from_be_slice(&bytes[..32]));
+        let lo =
+            <sm2::Scalar as Reduce<sm2::U256>>::reduce(&sm2::U256::from_be_slice(&bytes[32..]));
+        let two_64 = sm2::Scalar::from(u64::MAX) + sm2::Scalar::ONE;
+        let two_128 = two_64 * two_64;
+        let k = hi * two_128 * two_128 + lo;
+        if bool::from(k.is_zero()) {
+            sm2::Scalar::ONE
+        } else {
+            k
+        }
+    }
+
+    fn hash_to_point(element: &[u8]) -> Self::Point {
+        for counter in 0u32.. {
+            let mut h = sm3::Sm3::new();
+            h.update(element);
+            h.update(counter.to_be_bytes());
+            let x: [u8; 32] = h.finalize().into();
+            if let Some(point) = sm2_point_from_x(&x) {
+                return point;
+            }
+        }
+        unreachable!("about half of all x have a point; 2³² failures cannot happen")
+    }
+
+    fn mul(point: &Self::Point, k: &Self::Scalar) -> Self::Point {
+        point * k
+    }
+
+    fn encode(point: &Self::Point) -> [u8; POINT_LEN] {
+        point.to_affine().x().into()
+    }
+
+    fn decode(bytes: &[u8; POINT_LEN]) -> Result<Self::Point, PsiError> {
+        let point = sm2_point_from_x(bytes)
+            .ok_or(PsiError::InvalidPoint("no SM2 point has this x-coordinate"))?;
+        if bool::from(point.is_identity()) {
+            return Err(PsiError::InvalidPoint("the identity"));
+        }
+        Ok(point)
+    }
+}
