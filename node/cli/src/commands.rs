@@ -619,6 +619,10 @@ pub(crate) async fn serve_node(
             Duration::from_secs(every.max(1)),
         );
     }
+    if let Some(peer) = &node.config.peer {
+        let addr = crate::transport::start_peer_endpoint(&node, peer).await?;
+        println!("peer endpoint (QUIC, RFC 8998, ALPN xinyong/1) on {addr}");
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

@@ -25,6 +25,40 @@ pub(crate) struct NodeConfig {
     pub(crate) quality_report_interval_secs: Option<u64>,
     /// Largest HTTP push accepted, in MiB (default 1024).
     pub(crate) max_upload_mib: Option<u64>,
+    /// The QUIC peer endpoint (other nodes, institutions); off when absent.
+    pub(crate) peer: Option<PeerConfig>,
+}
+
+/// The `[peer]` section: the node's QUIC endpoint and, on the province, its prefectures.
+/// Relative paths are relative to the data directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PeerConfig {
+    /// UDP address to listen on.
+    pub(crate) listen: String,
+    /// This node's certificate (PEM).
+    pub(crate) cert: PathBuf,
+    /// Its private key (PKCS#8 PEM).
+    pub(crate) key: PathBuf,
+    /// Trust anchors (PEM).
+    pub(crate) ca: PathBuf,
+    /// Revocation list (PEM).
+    pub(crate) crl: Option<PathBuf>,
+    /// Days an uploaded scoring key stays cached (default 30).
+    pub(crate) key_ttl_days: Option<u64>,
+    /// The prefecture nodes the province asks for contributions.
+    #[serde(default)]
+    pub(crate) prefectures: Vec<PrefectureConfig>,
+}
+
+/// One prefecture node, as the province reaches it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PrefectureConfig {
+    /// Its QUIC address.
+    pub(crate) addr: std::net::SocketAddr,
+    /// The name in its certificate.
+    pub(crate) server_name: String,
 }
 
 /// Everything a command needs to work on a node.

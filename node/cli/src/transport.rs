@@ -490,3 +490,52 @@ pub(crate) async fn psi(args: PsiArgs) -> anyhow::Result<ExitCode> {
     endpoint.wait_idle().await;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Start the node's QUIC peer endpoint with the scoring service; returns the bound address.
+pub(crate) async fn start_peer_endpoint(
+    node: &crate::config::Node,
+    peer: &crate::config::PeerConfig,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let resolve = |p: &std::path::Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            node.data_dir.join(p)
+        }
+    };
+    let crl = peer.crl.as_deref().map(resolve);
+    let credentials = Credentials::load(
+        &resolve(&peer.cert),
+        &resolve(&peer.key),
+        &resolve(&peer.ca),
+        crl.as_deref(),
+    )?;
+    let identity = credentials
+        .identity()
+        .cloned()
+        .context("the node certificate names no jurisdiction and role")?;
+    let listen: std::net::SocketAddr = peer
+        .listen
+        .parse()
+        .with_context(|| format!("peer listen address {:?}", peer.listen))?;
+    let options = xy_transport::EndpointOptions::default();
+    let endpoint = xy_transport::PeerEndpoint::server(listen, &credentials, &options)?;
+    let prefectures = peer
+        .prefectures
+        .iter()
+        .map(|p| xy_transport::PeerLink::new(endpoint.clone(), p.addr, &p.server_name))
+        .collect();
+    let service = xy_federation::ScoringService::new(xy_federation::ServiceConfig {
+        identity,
+        policy: std::sync::Arc::new(xy_fhe::ScoringPolicy::enterprise()),
+        store: node.stores.collection.clone(),
+        key_dir: node.data_dir.join("fhe-keys"),
+        key_ttl: std::time::Duration::from_secs(peer.key_ttl_days.unwrap_or(30) * 86_400),
+        prefectures,
+        today: std::sync::Arc::new(|| crate::config::now_cst().0),
+    });
+    let addr = endpoint.local_addr()?;
+    let serving = endpoint.clone();
+    tokio::spawn(async move { serving.serve(std::sync::Arc::new(service)).await });
+    Ok(addr)
+}

@@ -1,15 +1,23 @@
-//! The node's services over the peer endpoint (`xy-transport`). Today: private set intersection
-//! between nodes (system X2, [`psi`]): two nodes learn the subjects on both their lists without
-//! exchanging the lists. Share-up, return flow and encrypted scoring will join here.
+//! The node's services over the peer endpoint (`xy-transport`): private set intersection between
+//! nodes (system X2, [`psi`]) — two nodes learn the subjects on both their lists without
+//! exchanging the lists — and encrypted cross-jurisdiction scoring (system X3, [`scoring`]) — the
+//! province caches each requester's evaluation key, asks every prefecture node for its encrypted
+//! contribution and aggregates homomorphically. Share-up and return flow will join here.
 
+pub mod message;
 pub mod psi;
+pub mod scoring;
 
 pub use psi::{PSI_CHANNEL, PsiService, run_initiator};
+pub use scoring::{ScoreReport, ScoringClient, ScoringService, ServiceConfig};
 
 /// Errors of the federation services.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FederationError {
+    /// A message was not well formed; the text names the part.
+    #[error("malformed message: {0}")]
+    Malformed(String),
     /// The peer may not do this.
     #[error("unauthorised: {0}")]
     Unauthorized(String),
@@ -19,4 +27,10 @@ pub enum FederationError {
     /// The PSI protocol failed; the text names the cause.
     #[error(transparent)]
     Psi(#[from] xy_psi::PsiError),
+    /// The encrypted computation refused an input.
+    #[error(transparent)]
+    Fhe(#[from] xy_fhe::FheError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] xy_store::StoreError),
 }

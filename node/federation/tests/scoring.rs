@@ -1,0 +1,314 @@
+//! Encrypted scoring across a local federation on loopback QUIC: a province node and two
+//! prefecture nodes with their own collection stores (SQLite, ingested from generated department
+//! files), and a bank. The bank's decrypted grade and score equal the plaintext policy applied to
+//! the prefectures' indicators; the keys are uploaded once and cached; roles are enforced; and the
+//! province's logs, data log and files hold no plaintext indicator.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use xy_federation::{ScoringClient, ScoringService, ServiceConfig};
+use xy_fhe::{RecordFacts, RequesterKeys, ScoringPolicy};
+use xy_ingest::{IngestOptions, Ingestor};
+use xy_store::{NodeKeys, NodeStores, RecordFilter, StoreLocation};
+use xy_synth::{CsvEncoding, Defect, Generator, Kind, SynthConfig};
+use xy_transport::devpki::{self, PkiLayout};
+use xy_transport::{Credentials, EndpointOptions, PeerEndpoint, PeerLink};
+
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 26).unwrap()
+}
+
+/// The subject every prefecture holds records of.
+fn subject() -> String {
+    let base = "91510100MA6CWQ8X1";
+    let check = xy_policy::identifiers::uscc_check_char(base.as_bytes()).expect("check char");
+    format!("{base}{}", char::from(check))
+}
+
+/// Captures every log line, to prove what the nodes never log.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Node {
+    dir: tempfile::TempDir,
+    stores: NodeStores,
+}
+
+async fn node_with_records(seed: u64, every: usize) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = NodeStores::open(StoreLocation::Sqlite(dir.path().join("stores")))
+        .await
+        .unwrap();
+    let keys = NodeKeys::load_or_create(dir.path()).unwrap();
+    let ingestor = Ingestor::new(
+        xy_policy::PolicySet::builtin().unwrap(),
+        stores.collection.clone(),
+        keys,
+    );
+    for (kind, column) in [
+        (Kind::Penalty, "CF_XDR_SHXYM"),
+        (Kind::Licence, "XK_XDR_SHXYM"),
+    ] {
+        let mut config = SynthConfig::new(seed, kind, today());
+        for defect in Defect::REJECTING {
+            config.set_rate(defect, 0.0);
+        }
+        config.set_rate(Defect::Duplicate, 0.0);
+        config.set_rate(Defect::Changed, 0.0);
+        config.natural_person_rate = 0.0;
+        config.messy_rate = 0.0;
+        let generator = Generator::new(config);
+        let headers = generator.headers().to_vec();
+        let at = headers.iter().position(|h| *h == column).unwrap();
+        let target = subject();
+        let rows = generator.take(120).enumerate().map(|(i, mut row)| {
+            if i % every == 0 {
+                row.cells[at] = target.clone();
+            }
+            row
+        });
+        let path = dir.path().join(format!("{column}.csv"));
+        xy_synth::write_csv(
+            std::fs::File::create(&path).unwrap(),
+            &headers,
+            rows,
+            CsvEncoding::Utf8,
+            false,
+        )
+        .unwrap();
+        let options = IngestOptions {
+            category: None,
+            source_unit: None,
+            operator: "test".into(),
+            today: today(),
+            now: "2026-11-26T10:00:00+08:00".into(),
+        };
+        let result = ingestor
+            .ingest_file(&path, None, &options, None, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            result.counts.rejected, 0,
+            "generated rows must all be valid"
+        );
+    }
+    Node { dir, stores }
+}
+
+/// The indicators a node holds for the subject, computed independently of the service.
+async fn plain_values(policy: &ScoringPolicy, node: &Node) -> Vec<u16> {
+    let records = node
+        .stores
+        .collection
+        .query(&RecordFilter {
+            subject_code: Some(subject()),
+            limit: Some(10_000),
+            ..RecordFilter::default()
+        })
+        .await
+        .unwrap();
+    let facts: Vec<RecordFacts<'_>> = records
+        .iter()
+        .map(|r| RecordFacts {
+            category: &r.category,
+            decision_date: r.decision_date.as_deref(),
+            payload: &r.payload,
+        })
+        .collect();
+    policy
+        .indicators
+        .iter()
+        .map(|i| i.value(&facts, today()))
+        .collect()
+}
+
+fn credentials(layout: &PkiLayout, member: &str) -> Credentials {
+    let files = layout.member(member);
+    Credentials::load(
+        &files.cert,
+        &files.key,
+        &layout.ca_cert(),
+        Some(&layout.crl()),
+    )
+    .unwrap()
+}
+
+fn service(
+    layout: &PkiLayout,
+    member: &str,
+    node: &Node,
+    prefectures: Vec<PeerLink>,
+    policy: &Arc<ScoringPolicy>,
+) -> ScoringService {
+    let creds = credentials(layout, member);
+    ScoringService::new(ServiceConfig {
+        identity: creds.identity().unwrap().clone(),
+        policy: Arc::clone(policy),
+        store: node.stores.collection.clone(),
+        key_dir: node.dir.path().join("fhe-keys"),
+        key_ttl: Duration::from_secs(3600),
+        prefectures,
+        today: Arc::new(today),
+    })
+}
+
+fn serve(endpoint: &PeerEndpoint, service: ScoringService) {
+    let serving = endpoint.clone();
+    tokio::spawn(async move { serving.serve(Arc::new(service)).await });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bank_gets_the_grade_the_plaintext_policy_gives_and_the_province_sees_no_indicator() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    let pki_dir = tempfile::tempdir().unwrap();
+    let layout = devpki::init(pki_dir.path(), false, devpki::unix_now()).unwrap();
+    let policy = Arc::new(ScoringPolicy::enterprise());
+    let options = EndpointOptions::default();
+    let loopback = "127.0.0.1:0".parse().unwrap();
+
+    let chengdu = node_with_records(11, 3).await;
+    let mianyang = node_with_records(12, 5).await;
+    let province = node_with_records(13, 1_000_000).await; // the province's own store is not asked
+    let expected_values = [
+        plain_values(&policy, &chengdu).await,
+        plain_values(&policy, &mianyang).await,
+    ];
+    assert!(
+        expected_values.iter().flatten().any(|v| *v > 0),
+        "the subject must have records: {expected_values:?}"
+    );
+    let expected = policy.plain(&expected_values);
+
+    let mut prefecture_addrs = Vec::new();
+    for (member, node) in [("chengdu", &chengdu), ("mianyang", &mianyang)] {
+        let endpoint =
+            PeerEndpoint::server(loopback, &credentials(&layout, member), &options).unwrap();
+        prefecture_addrs.push((endpoint.local_addr().unwrap(), devpki::server_name(member)));
+        serve(&endpoint, service(&layout, member, node, vec![], &policy));
+    }
+    let province_endpoint =
+        PeerEndpoint::server(loopback, &credentials(&layout, "province"), &options).unwrap();
+    let links = prefecture_addrs
+        .iter()
+        .map(|(addr, name)| PeerLink::new(province_endpoint.clone(), *addr, name))
+        .collect();
+    serve(
+        &province_endpoint,
+        service(&layout, "province", &province, links, &policy),
+    );
+    let province_addr = province_endpoint.local_addr().unwrap();
+
+    let bank = PeerEndpoint::client(loopback, &credentials(&layout, "bank"), &options).unwrap();
+    let connection = bank
+        .connect(province_addr, &devpki::server_name("province"))
+        .await
+        .unwrap();
+    let keys = tokio::task::spawn_blocking(RequesterKeys::generate)
+        .await
+        .unwrap();
+    let client = ScoringClient::new(keys, Arc::clone(&policy)).unwrap();
+
+    let first = client.score(&connection, &subject(), true).await.unwrap();
+    assert_eq!(
+        (first.grade.as_str(), first.score),
+        (expected.grade.as_str(), Some(expected.score))
+    );
+    assert_eq!(first.contributors, ["510100", "510700"]);
+    assert!(
+        first.uploaded_bytes > 0,
+        "the first request uploads the keys"
+    );
+    // The second request reuses the cached key: nothing is uploaded again.
+    let second = client.score(&connection, &subject(), false).await.unwrap();
+    assert_eq!(
+        (second.grade.as_str(), second.score, second.uploaded_bytes),
+        (expected.grade.as_str(), None, 0)
+    );
+
+    // Roles: a prefecture node may not ask the province for scores.
+    let intruder =
+        PeerEndpoint::client(loopback, &credentials(&layout, "chengdu"), &options).unwrap();
+    let intruder = intruder
+        .connect(province_addr, &devpki::server_name("province"))
+        .await
+        .unwrap();
+    let refused = client
+        .score(&intruder, &subject(), false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("financial-institution"), "{refused}");
+    // A bad subject code is refused by name.
+    let refused = client
+        .score(&connection, "not-a-code", false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("unified social credit code"), "{refused}");
+
+    // No plaintext indicator anywhere on the province: not in the logs, not in its data log, not
+    // in its files. The indicator vectors and the names they would be logged under never appear.
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    for values in &expected_values {
+        assert!(
+            !text.contains(&format!("{values:?}")),
+            "indicator values logged"
+        );
+    }
+    for indicator in &policy.indicators {
+        assert!(
+            !text.contains(&indicator.id),
+            "indicator {} named in the logs",
+            indicator.id
+        );
+    }
+    let audit = province.stores.collection.verify_audit().await.unwrap();
+    assert!(audit.is_intact());
+    let mut files = vec![province.dir.path().to_path_buf()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            for indicator in &policy.indicators {
+                assert!(
+                    !bytes
+                        .windows(indicator.id.len())
+                        .any(|w| w == indicator.id.as_bytes()),
+                    "{} names indicator {}",
+                    path.display(),
+                    indicator.id
+                );
+            }
+        }
+    }
+    // The data log records who asked, for which subject.
+    let rows = province
+        .stores
+        .collection
+        .verify_audit()
+        .await
+        .unwrap()
+        .entries;
+    assert!(rows >= 3, "score requests and the key upload are audited");
+}
