@@ -67,13 +67,13 @@ impl From<SuiteArg> for Sm4Mode {
     }
 }
 
-/// Credentials and suite of a `tls` command.
+/// The certificate, key, trust anchors and CRL of a command that talks to peers.
 #[derive(Debug, Args)]
-pub(crate) struct TlsArgs {
-    /// Certificate (PEM, SM2).
+pub(crate) struct CredentialArgs {
+    /// This side's certificate (PEM, SM2).
     #[arg(long)]
     cert: PathBuf,
-    /// Private key (PKCS#8 PEM, SM2).
+    /// Its private key (PKCS#8 PEM, SM2).
     #[arg(long)]
     key: PathBuf,
     /// Trust anchors (PEM).
@@ -82,6 +82,24 @@ pub(crate) struct TlsArgs {
     /// Certificate revocation list (PEM); peers it lists are refused.
     #[arg(long)]
     crl: Option<PathBuf>,
+}
+
+impl CredentialArgs {
+    fn load(&self) -> anyhow::Result<Credentials> {
+        Ok(Credentials::load(
+            &self.cert,
+            &self.key,
+            &self.ca,
+            self.crl.as_deref(),
+        )?)
+    }
+}
+
+/// Credentials and suite of a `tls` command.
+#[derive(Debug, Args)]
+pub(crate) struct TlsArgs {
+    #[command(flatten)]
+    credentials: CredentialArgs,
     /// Cipher suite.
     #[arg(long, value_enum, default_value = "gcm")]
     suite: SuiteArg,
@@ -89,12 +107,7 @@ pub(crate) struct TlsArgs {
 
 impl TlsArgs {
     fn credentials(&self) -> anyhow::Result<Credentials> {
-        Ok(Credentials::load(
-            &self.cert,
-            &self.key,
-            &self.ca,
-            self.crl.as_deref(),
-        )?)
+        self.credentials.load()
     }
 }
 
@@ -362,18 +375,8 @@ pub(crate) struct PsiArgs {
     /// Write the intersection here (one element per line) instead of standard output.
     #[arg(long)]
     output: Option<PathBuf>,
-    /// This node's certificate (PEM).
-    #[arg(long)]
-    cert: PathBuf,
-    /// Its private key (PKCS#8 PEM).
-    #[arg(long)]
-    key: PathBuf,
-    /// Trust anchors (PEM).
-    #[arg(long)]
-    ca: PathBuf,
-    /// Revocation list (PEM).
-    #[arg(long)]
-    crl: Option<PathBuf>,
+    #[command(flatten)]
+    credentials: CredentialArgs,
 }
 
 /// Read a set file: one element per line, blank lines skipped, duplicates dropped (first kept).
@@ -412,7 +415,7 @@ fn write_intersection(
 }
 
 pub(crate) async fn psi(args: PsiArgs) -> anyhow::Result<ExitCode> {
-    let credentials = Credentials::load(&args.cert, &args.key, &args.ca, args.crl.as_deref())?;
+    let credentials = args.credentials.load()?;
     let set = read_set(&args.set)?;
     let suite = match args.suite {
         PsiSuiteArg::Ristretto => xy_psi::Suite::Ristretto255,

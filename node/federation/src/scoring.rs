@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 use xy_fhe::{EvaluationKey, KeyUpload, RecordFacts, RequesterKeys, ScoringPolicy};
 use xy_gmtls::pki::{PeerIdentity, Role};
-use xy_store::{CollectionStore, RecordFilter};
+use xy_store::{CollectionStore, RecordFilter, StoredRecord};
 use xy_transport::{BulkReceiver, Handler, PeerConnection, PeerLink};
 
 use crate::FederationError;
@@ -114,6 +114,22 @@ impl ScoringService {
             config,
             keys: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn check_subject_and_policy(&self, header: &RequestHeader) -> Result<(), String> {
+        if !is_uscc(&header.uscc) {
+            return Err(format!(
+                "{:?} is not an 18-character unified social credit code",
+                header.uscc
+            ));
+        }
+        if header.policy_version != self.config.policy.version {
+            return Err(format!(
+                "scoring policy version {} asked; this federation uses {}",
+                header.policy_version, self.config.policy.version
+            ));
+        }
+        Ok(())
     }
 
     fn audit_actor(peer: &PeerIdentity) -> String {
@@ -242,18 +258,7 @@ impl ScoringService {
         if self.config.identity.role != Role::ProvinceNode {
             return Err("scores are computed by the province node".into());
         }
-        if !is_uscc(&header.uscc) {
-            return Err(format!(
-                "{:?} is not an 18-character unified social credit code",
-                header.uscc
-            ));
-        }
-        if header.policy_version != self.config.policy.version {
-            return Err(format!(
-                "scoring policy version {} requested; this federation uses {}",
-                header.policy_version, self.config.policy.version
-            ));
-        }
+        self.check_subject_and_policy(&header)?;
         let Some(cached) = self.cached_key(&header.key_id).await else {
             return Err(format!(
                 "{UNKNOWN_KEY}: upload the scoring keys (bulk {KEYS_TRANSFER}) first"
@@ -336,18 +341,7 @@ impl ScoringService {
         if peer.role != Role::ProvinceNode {
             return Err("only the province node asks for contributions".into());
         }
-        if !is_uscc(&header.uscc) {
-            return Err(format!(
-                "{:?} is not an 18-character unified social credit code",
-                header.uscc
-            ));
-        }
-        if header.policy_version != self.config.policy.version {
-            return Err(format!(
-                "policy version {} asked; this node has {}",
-                header.policy_version, self.config.policy.version
-            ));
-        }
+        self.check_subject_and_policy(&header)?;
         let records = self
             .config
             .store
@@ -358,23 +352,8 @@ impl ScoringService {
             })
             .await
             .map_err(refuse)?;
-        let today = (self.config.today)();
-        let facts: Vec<RecordFacts<'_>> = records
-            .iter()
-            .map(|r| RecordFacts {
-                category: &r.category,
-                decision_date: r.decision_date.as_deref(),
-                payload: &r.payload,
-            })
-            .collect();
         // The values stay in this function: never logged, never stored, only encrypted.
-        let values: Vec<u16> = self
-            .config
-            .policy
-            .indicators
-            .iter()
-            .map(|i| i.value(&facts, today))
-            .collect();
+        let values = indicator_values(&self.config.policy, &records, (self.config.today)());
         let policy = Arc::clone(&self.config.policy);
         let public_key = public_key.to_vec();
         let body = tokio::task::spawn_blocking(move || {
@@ -428,6 +407,27 @@ impl Handler for ScoringService {
         }
         self.receive_keys(peer, body).await
     }
+}
+
+/// A subject's indicators (policy order) from its stored records, as of `today`.
+pub fn indicator_values(
+    policy: &ScoringPolicy,
+    records: &[StoredRecord],
+    today: NaiveDate,
+) -> Vec<u16> {
+    let facts: Vec<RecordFacts<'_>> = records
+        .iter()
+        .map(|r| RecordFacts {
+            category: &r.category,
+            decision_date: r.decision_date.as_deref(),
+            payload: &r.payload,
+        })
+        .collect();
+    policy
+        .indicators
+        .iter()
+        .map(|i| i.value(&facts, today))
+        .collect()
 }
 
 /// What an institution learns from a score request.

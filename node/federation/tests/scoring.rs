@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use xy_federation::{ScoringClient, ScoringService, ServiceConfig};
-use xy_fhe::{RecordFacts, RequesterKeys, ScoringPolicy};
+use xy_fhe::{RequesterKeys, ScoringPolicy};
 use xy_ingest::{IngestOptions, Ingestor};
 use xy_store::{NodeKeys, NodeStores, RecordFilter, StoreLocation};
 use xy_synth::{CsvEncoding, Defect, Generator, Kind, SynthConfig};
@@ -120,19 +120,7 @@ async fn plain_values(policy: &ScoringPolicy, node: &Node) -> Vec<u16> {
         })
         .await
         .unwrap();
-    let facts: Vec<RecordFacts<'_>> = records
-        .iter()
-        .map(|r| RecordFacts {
-            category: &r.category,
-            decision_date: r.decision_date.as_deref(),
-            payload: &r.payload,
-        })
-        .collect();
-    policy
-        .indicators
-        .iter()
-        .map(|i| i.value(&facts, today()))
-        .collect()
+    xy_federation::scoring::indicator_values(policy, &records, today())
 }
 
 fn credentials(layout: &PkiLayout, member: &str) -> Credentials {

@@ -704,25 +704,34 @@ impl<'a> FrameReader<'a> {
 
     /// The next frame; `None` at a clean end of stream. Framing errors are protocol violations.
     async fn next(&mut self) -> Result<Option<Frame>, TransportError> {
-        loop {
-            if let Some(frame) = self
-                .decoder
-                .poll_frame()
-                .map_err(|e| TransportError::Protocol(e.to_string()))?
-            {
-                return Ok(Some(frame));
-            }
-            if self.finished {
-                self.decoder
-                    .finish()
-                    .map_err(|e| TransportError::Protocol(e.to_string()))?;
-                return Ok(None);
-            }
-            match self.recv.read_chunk(BULK_CHUNK + 64, true).await {
-                Ok(Some(chunk)) => self.decoder.handle_bytes(&chunk.bytes),
-                Ok(None) => self.finished = true,
-                Err(e) => return Err(read_error(e)),
-            }
+        next_frame(self.recv, &mut self.decoder, &mut self.finished).await
+    }
+}
+
+/// The next frame of a stream, through its decoder; `None` at a clean end. Cancel-safe: bytes
+/// read stay in the decoder, and quinn's `read_chunk` is itself cancel-safe.
+async fn next_frame(
+    recv: &mut RecvStream,
+    decoder: &mut FrameDecoder,
+    finished: &mut bool,
+) -> Result<Option<Frame>, TransportError> {
+    loop {
+        if let Some(frame) = decoder
+            .poll_frame()
+            .map_err(|e| TransportError::Protocol(e.to_string()))?
+        {
+            return Ok(Some(frame));
+        }
+        if *finished {
+            decoder
+                .finish()
+                .map_err(|e| TransportError::Protocol(e.to_string()))?;
+            return Ok(None);
+        }
+        match recv.read_chunk(BULK_CHUNK + 64, true).await {
+            Ok(Some(chunk)) => decoder.handle_bytes(&chunk.bytes),
+            Ok(None) => *finished = true,
+            Err(e) => return Err(read_error(e)),
         }
     }
 }
@@ -861,35 +870,15 @@ pub struct ChannelReceiver {
 
 impl ChannelReceiver {
     /// The next message, or `None` when the peer ended its side. Framing errors are protocol
-    /// violations. Cancel-safe: a `recv` dropped by `select!` loses nothing (buffered bytes stay
-    /// in the decoder, and quinn's `read_chunk` is itself cancel-safe).
+    /// violations. Cancel-safe: a `recv` dropped by `select!` loses nothing.
     pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
-        loop {
-            let polled = self
-                .decoder
-                .poll_frame()
-                .map_err(|e| TransportError::Protocol(e.to_string()))?;
-            match polled {
-                Some(frame) if frame.kind == FrameKind::BulkData => return Ok(Some(frame.payload)),
-                Some(frame) => {
-                    return Err(TransportError::Protocol(format!(
-                        "unexpected {:?} frame in a channel",
-                        frame.kind
-                    )));
-                }
-                None => {}
-            }
-            if self.finished {
-                self.decoder
-                    .finish()
-                    .map_err(|e| TransportError::Protocol(e.to_string()))?;
-                return Ok(None);
-            }
-            match self.recv.read_chunk(BULK_CHUNK + 64, true).await {
-                Ok(Some(chunk)) => self.decoder.handle_bytes(&chunk.bytes),
-                Ok(None) => self.finished = true,
-                Err(e) => return Err(read_error(e)),
-            }
+        match next_frame(&mut self.recv, &mut self.decoder, &mut self.finished).await? {
+            Some(frame) if frame.kind == FrameKind::BulkData => Ok(Some(frame.payload)),
+            Some(frame) => Err(TransportError::Protocol(format!(
+                "unexpected {:?} frame in a channel",
+                frame.kind
+            ))),
+            None => Ok(None),
         }
     }
 }

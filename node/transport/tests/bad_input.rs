@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use xy_transport::{EndpointOptions, PeerEndpoint};
 
 fn header(version: u8, kind: u8, flags: u16, length: u32) -> Vec<u8> {
     let mut out = vec![version, kind];
@@ -21,12 +20,7 @@ fn header(version: u8, kind: u8, flags: u16, length: u32) -> Vec<u8> {
 async fn close_reason_for(bytes: Vec<u8>, finish: bool) -> String {
     let pki = pki();
     let (_server, addr, _) = serve(&pki.credentials("province"));
-    let client = PeerEndpoint::client(
-        loopback(),
-        &pki.credentials("chengdu"),
-        &EndpointOptions::default(),
-    )
-    .unwrap();
+    let client = client_endpoint(&pki.credentials("chengdu"));
     let connection = client.connect(addr, &province_name()).await.unwrap();
     let (mut send, _recv) = connection.quinn().open_bi().await.unwrap();
     send.write_all(&bytes).await.unwrap();
@@ -49,12 +43,7 @@ async fn close_reason_for(bytes: Vec<u8>, finish: bool) -> String {
         other => panic!("expected an application close, got {other:?}"),
     };
     // The endpoint goes on serving a well-behaved peer.
-    let good = PeerEndpoint::client(
-        loopback(),
-        &pki.credentials("mianyang"),
-        &EndpointOptions::default(),
-    )
-    .unwrap();
+    let good = client_endpoint(&pki.credentials("mianyang"));
     let reply = good
         .connect(addr, &province_name())
         .await
@@ -123,12 +112,7 @@ async fn garbage_datagrams_are_ignored_and_peers_still_served() {
         }
         socket.send_to(&datagram, addr).await.unwrap();
     }
-    let client = PeerEndpoint::client(
-        loopback(),
-        &pki.credentials("chengdu"),
-        &EndpointOptions::default(),
-    )
-    .unwrap();
+    let client = client_endpoint(&pki.credentials("chengdu"));
     let reply = client
         .connect(addr, &province_name())
         .await

@@ -5,18 +5,12 @@
 mod common;
 
 use common::*;
-use xy_transport::{EndpointOptions, PeerEndpoint};
 
 #[tokio::test]
 async fn a_key_update_mid_transfer_keeps_the_data_intact() {
     let pki = pki();
     let (_server, addr, handler) = serve(&pki.credentials("province"));
-    let client = PeerEndpoint::client(
-        loopback(),
-        &pki.credentials("chengdu"),
-        &EndpointOptions::default(),
-    )
-    .unwrap();
+    let client = client_endpoint(&pki.credentials("chengdu"));
     let connection = client.connect(addr, &province_name()).await.unwrap();
     // Warm up past quinn's own early key update (it updates once after 10..1000 packets, to
     // catch peers that mishandle updates; then only at the confidentiality limit).

@@ -10,12 +10,7 @@ use xy_transport::{EndpointOptions, PeerEndpoint};
 async fn a_valid_pair_is_accepted_and_each_side_knows_the_other() {
     let pki = pki();
     let (_server, addr, _) = serve(&pki.credentials("province"));
-    let client = PeerEndpoint::client(
-        loopback(),
-        &pki.credentials("chengdu"),
-        &EndpointOptions::default(),
-    )
-    .unwrap();
+    let client = client_endpoint(&pki.credentials("chengdu"));
     let connection = client.connect(addr, &province_name()).await.unwrap();
     assert_eq!(connection.peer().jurisdiction, "510000");
     assert_eq!(connection.peer().role.as_str(), "province-node");
@@ -85,12 +80,7 @@ async fn try_request(
 
 /// After a refusal the server still serves a valid peer.
 async fn still_serving(pki: &Pki, addr: std::net::SocketAddr) {
-    let good = PeerEndpoint::client(
-        loopback(),
-        &pki.credentials("mianyang"),
-        &EndpointOptions::default(),
-    )
-    .unwrap();
+    let good = client_endpoint(&pki.credentials("mianyang"));
     let reply = try_request(&good, addr, &province_name()).await.unwrap();
     assert_eq!(reply, b"510700/prefecture-node:probe");
 }
@@ -121,12 +111,7 @@ async fn handshake_refused_for_a_certificate_of_an_unknown_ca() {
     let stranger = self::pki();
     let (_server, addr, _) = serve(&pki.credentials("province"));
     // A client from another CA is refused by the server ...
-    let client = PeerEndpoint::client(
-        loopback(),
-        &stranger.credentials("chengdu"),
-        &EndpointOptions::default(),
-    )
-    .unwrap();
+    let client = client_endpoint(&stranger.credentials("chengdu"));
     let err = try_request(&client, addr, &province_name())
         .await
         .unwrap_err();
@@ -137,12 +122,7 @@ async fn handshake_refused_for_a_certificate_of_an_unknown_ca() {
     );
     // ... and a server from another CA is refused by the client.
     let (_other, other_addr, _) = serve(&stranger.credentials("province"));
-    let client = PeerEndpoint::client(
-        loopback(),
-        &pki.credentials("chengdu"),
-        &EndpointOptions::default(),
-    )
-    .unwrap();
+    let client = client_endpoint(&pki.credentials("chengdu"));
     let err = client
         .connect(other_addr, &province_name())
         .await
@@ -164,8 +144,7 @@ async fn handshake_refused_for_an_expired_certificate() {
     let (cert, key, _) = pki.issue("expired", bank_identity(), now - 10 * 86_400, now - 86_400);
     let credentials =
         xy_transport::Credentials::load(&cert, &key, &pki.layout.ca_cert(), None).unwrap();
-    let client =
-        PeerEndpoint::client(loopback(), &credentials, &EndpointOptions::default()).unwrap();
+    let client = client_endpoint(&credentials);
     let err = try_request(&client, addr, &province_name())
         .await
         .unwrap_err();
@@ -174,8 +153,7 @@ async fn handshake_refused_for_an_expired_certificate() {
     let (cert, key, _) = pki.issue("current", bank_identity(), now - 86_400, now + 86_400);
     let credentials =
         xy_transport::Credentials::load(&cert, &key, &pki.layout.ca_cert(), None).unwrap();
-    let client =
-        PeerEndpoint::client(loopback(), &credentials, &EndpointOptions::default()).unwrap();
+    let client = client_endpoint(&credentials);
     assert_eq!(
         try_request(&client, addr, &province_name()).await.unwrap(),
         b"510100/institution-client:probe"
@@ -193,14 +171,14 @@ async fn handshake_refused_for_a_revoked_certificate() {
     let (_server, addr, _) = serve(&pki.credentials_with_crl("province", true));
     let revoked =
         xy_transport::Credentials::load(&cert, &key, &pki.layout.ca_cert(), None).unwrap();
-    let client = PeerEndpoint::client(loopback(), &revoked, &EndpointOptions::default()).unwrap();
+    let client = client_endpoint(&revoked);
     let err = try_request(&client, addr, &province_name())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("Revoked"), "{err}");
     let good = xy_transport::Credentials::load(&good_cert, &good_key, &pki.layout.ca_cert(), None)
         .unwrap();
-    let client = PeerEndpoint::client(loopback(), &good, &EndpointOptions::default()).unwrap();
+    let client = client_endpoint(&good);
     assert!(try_request(&client, addr, &province_name()).await.is_ok());
 }
 
@@ -281,12 +259,7 @@ async fn handshake_refused_for_non_sm_certificates() {
 async fn certificates_made_by_openssl_are_accepted() {
     let pki = OpensslPki::new(true);
     let (_server, addr, _) = serve(&pki.credentials("province"));
-    let client = PeerEndpoint::client(
-        loopback(),
-        &pki.credentials("chengdu"),
-        &EndpointOptions::default(),
-    )
-    .unwrap();
+    let client = client_endpoint(&pki.credentials("chengdu"));
     let connection = client.connect(addr, "province.openssl.test").await.unwrap();
     assert_eq!(connection.peer().jurisdiction, "510000");
     assert_eq!(
@@ -299,12 +272,7 @@ async fn certificates_made_by_openssl_are_accepted() {
 async fn a_verified_peer_without_jurisdiction_and_role_is_refused() {
     let pki = OpensslPki::new(false);
     let (_server, addr, _) = serve(&pki.credentials("province"));
-    let client = PeerEndpoint::client(
-        loopback(),
-        &pki.credentials("chengdu"),
-        &EndpointOptions::default(),
-    )
-    .unwrap();
+    let client = client_endpoint(&pki.credentials("chengdu"));
     // The client cannot even accept the server: it names no jurisdiction and role.
     let err = client
         .connect(addr, "province.openssl.test")
@@ -318,12 +286,7 @@ async fn a_verified_peer_without_jurisdiction_and_role_is_refused() {
 async fn a_256_mib_bulk_transfer_arrives_intact() {
     let pki = pki();
     let (_server, addr, handler) = serve(&pki.credentials("province"));
-    let client = PeerEndpoint::client(
-        loopback(),
-        &pki.credentials("chengdu"),
-        &EndpointOptions::default(),
-    )
-    .unwrap();
+    let client = client_endpoint(&pki.credentials("chengdu"));
     let connection = client.connect(addr, &province_name()).await.unwrap();
     const CHUNKS: u64 = 256;
     let receipt = connection
@@ -349,12 +312,7 @@ async fn a_link_reconnects_after_the_peer_restarts() {
     let pki = pki();
     let credentials = pki.credentials("province");
     let (server, addr, _) = serve(&credentials);
-    let client = PeerEndpoint::client(
-        loopback(),
-        &pki.credentials("chengdu"),
-        &EndpointOptions::default(),
-    )
-    .unwrap();
+    let client = client_endpoint(&pki.credentials("chengdu"));
     let link = xy_transport::PeerLink::new(client, addr, &province_name());
     assert_eq!(
         link.request(b"one").await.unwrap(),

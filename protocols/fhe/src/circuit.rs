@@ -16,7 +16,7 @@
 //! comparison at all.
 
 use rayon::prelude::*;
-use tfhe::integer::{BooleanBlock, RadixCiphertext};
+use tfhe::integer::{BooleanBlock, IntegerCiphertext, RadixCiphertext};
 use tfhe::prelude::*;
 use tfhe::safe_serialization::{safe_deserialize, safe_deserialize_conformant, safe_serialize};
 use tfhe::{
@@ -26,6 +26,9 @@ use tfhe::{
 
 use crate::FheError;
 use crate::policy::ScoringPolicy;
+
+/// Blocks of a FheUint16 with the default 2-bit-message parameters.
+const FHE_UINT16_BLOCKS: usize = 8;
 
 /// Largest serialized compressed server key accepted (bytes).
 pub const MAX_SERVER_KEY_BYTES: u64 = 1 << 30;
@@ -229,14 +232,21 @@ pub fn aggregate(
             policy.score.max_nodes
         )));
     }
-    let operands = expand_contributions(policy, key, contributions)?;
+    let mut operands = expand_contributions(policy, key, contributions)?;
     let sks = &key.server_key;
-    let sum: RadixCiphertext = sks
-        .sum_ciphertexts_parallelized(operands.iter())
-        .ok_or_else(|| FheError::Refused("nothing to add".into()))?;
-
     let offset = policy.offset(nodes);
     let raw_max = policy.raw_max(nodes);
+    // Every contribution and the sum fit in `needed` blocks: the blocks above encrypt zeros, and
+    // dropping them makes every later step cheaper.
+    let bits_per_block = sks.message_modulus().0.ilog2() as usize;
+    let needed = ((64 - (raw_max.max(1) as u64).leading_zeros()) as usize).div_ceil(bits_per_block);
+    for operand in &mut operands {
+        let excess = operand.blocks().len().saturating_sub(needed);
+        if excess > 0 {
+            sks.trim_radix_blocks_msb_assign(operand, excess);
+        }
+    }
+    let sum = sum_clean(sks, operands)?;
     let to_raw = |bound: i64| -> Threshold {
         let raw = bound - offset;
         if raw <= 0 {
@@ -286,7 +296,10 @@ pub fn aggregate(
         Default::default(),
     );
     let raw_score = raw_score
-        .map(|r| {
+        .map(|mut r| {
+            // Back to the 16-bit width the requester decrypts.
+            let missing = FHE_UINT16_BLOCKS.saturating_sub(r.blocks().len());
+            sks.extend_radix_with_trivial_zero_blocks_msb_assign(&mut r, missing);
             serialize(
                 &FheUint16::from_raw_parts(
                     r,
@@ -304,6 +317,39 @@ pub fn aggregate(
         offset,
         nodes,
     })
+}
+
+/// The sum of clean ciphertexts: groups of as many operands as a block's carry space holds are
+/// added without bootstrapping, then propagated once per group, in parallel; repeated until one
+/// remains. (`sum_ciphertexts_parallelized` is slower here for a few operands.)
+fn sum_clean(
+    sks: &tfhe::integer::ServerKey,
+    mut operands: Vec<RadixCiphertext>,
+) -> Result<RadixCiphertext, FheError> {
+    if operands.is_empty() {
+        return Err(FheError::Refused("nothing to add".into()));
+    }
+    let message = sks.message_modulus().0;
+    let capacity = (message * sks.carry_modulus().0 - 1) / (message - 1);
+    let per_group = (capacity as usize).max(2);
+    while operands.len() > 1 {
+        operands = operands
+            .par_chunks(per_group)
+            .map(|group| {
+                let mut acc = group[0].clone();
+                for operand in &group[1..] {
+                    sks.unchecked_add_assign(&mut acc, operand);
+                }
+                if group.len() > 1 {
+                    sks.full_propagate_parallelized(&mut acc);
+                }
+                acc
+            })
+            .collect();
+    }
+    operands
+        .pop()
+        .ok_or_else(|| FheError::Refused("nothing to add".into()))
 }
 
 /// Expand every node's compact list into its radix ciphertexts (refusing lists of the wrong

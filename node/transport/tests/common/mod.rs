@@ -113,6 +113,11 @@ pub fn bank_identity() -> PeerIdentity {
     PeerIdentity::new("510100", Role::InstitutionClient).unwrap()
 }
 
+/// A connecting endpoint on loopback with default options.
+pub fn client_endpoint(credentials: &Credentials) -> PeerEndpoint {
+    PeerEndpoint::client(loopback(), credentials, &EndpointOptions::default()).unwrap()
+}
+
 pub fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
