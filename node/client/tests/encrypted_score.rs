@@ -129,8 +129,9 @@ fn a_bank_queries_an_encrypted_grade_from_the_province() {
     let (_province, province_addr) = serve(&province);
 
     let keys = dir.path().join("bank-keys");
-    let query = |extra: &[&str]| {
-        let out = Command::new(CLIENT)
+    // The client as `member` (a certificate of the development PKI).
+    let run_client = |member: &str, extra: &[&str]| {
+        Command::new(CLIENT)
             .args([
                 "query",
                 "--encrypted-score",
@@ -140,10 +141,9 @@ fn a_bank_queries_an_encrypted_grade_from_the_province() {
             ])
             .args([
                 "--cert",
-                pki.join("bank.pem").to_str().unwrap(),
-                "--key",
-                pki.join("bank.key").to_str().unwrap(),
+                pki.join(format!("{member}.pem")).to_str().unwrap(),
             ])
+            .args(["--key", pki.join(format!("{member}.key")).to_str().unwrap()])
             .args([
                 "--ca",
                 pki.join("ca.pem").to_str().unwrap(),
@@ -152,7 +152,10 @@ fn a_bank_queries_an_encrypted_grade_from_the_province() {
             ])
             .args(extra)
             .output()
-            .expect("xinyong runs");
+            .expect("xinyong runs")
+    };
+    let query = |extra: &[&str]| {
+        let out = run_client("bank", extra);
         assert!(
             out.status.success(),
             "{}",
@@ -204,28 +207,7 @@ fn a_bank_queries_an_encrypted_grade_from_the_province() {
         "the province cached the keys: {stderr}"
     );
     // A prefecture certificate is refused by the province.
-    let out = Command::new(CLIENT)
-        .args([
-            "query",
-            "--encrypted-score",
-            &subject,
-            "--node",
-            &province_addr,
-        ])
-        .args([
-            "--cert",
-            pki.join("chengdu.pem").to_str().unwrap(),
-            "--key",
-            pki.join("chengdu.key").to_str().unwrap(),
-        ])
-        .args([
-            "--ca",
-            pki.join("ca.pem").to_str().unwrap(),
-            "--keys",
-            keys.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = run_client("chengdu", &[]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("financial-institution"),
