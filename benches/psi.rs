@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use rayon::prelude::*;
-use xy_psi::{Initiator, Message, Mode, PsiGroup, Responder, Ristretto255, Sm2Sm3, Suite};
+use xy_psi::{Initiator, Message, Mode, Party, PsiGroup, Responder, Ristretto255, Sm2Sm3, Suite};
 
 fn sets(n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     // Half of each set in common.

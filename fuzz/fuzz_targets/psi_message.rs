@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xy_psi::{Initiator, Message, Mode, Responder, Ristretto255};
+use xy_psi::{Initiator, Message, Mode, Party, Responder, Ristretto255};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(message) = Message::decode(data) else { return };

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 use xy_gmtls::pki::PeerIdentity;
 use xy_psi::{
-    DEFAULT_BATCH, Initiator, Message, Mode, PsiError, PsiGroup, PsiOutput, Responder,
+    DEFAULT_BATCH, Initiator, Message, Mode, Party, PsiError, PsiGroup, PsiOutput, Responder,
     Ristretto255, Sm2Sm3, Suite,
 };
 use xy_transport::{
@@ -49,47 +49,9 @@ async fn queue(tx: &mpsc::Sender<Vec<u8>>, message: Message) -> Result<(), Feder
     })
 }
 
-/// The state machine of one side, whichever it is.
-trait Side {
-    fn handle(&mut self, message: Message) -> Result<Vec<Message>, PsiError>;
-    fn next_message(&mut self) -> Option<Message>;
-    fn wants_to_send(&self) -> bool;
-    fn is_complete(&self) -> bool;
-}
-
-impl<G: PsiGroup> Side for Initiator<G> {
-    fn handle(&mut self, message: Message) -> Result<Vec<Message>, PsiError> {
-        Initiator::handle(self, message)
-    }
-    fn next_message(&mut self) -> Option<Message> {
-        Initiator::next_message(self)
-    }
-    fn wants_to_send(&self) -> bool {
-        Initiator::wants_to_send(self)
-    }
-    fn is_complete(&self) -> bool {
-        Initiator::is_complete(self)
-    }
-}
-
-impl<G: PsiGroup> Side for Responder<G> {
-    fn handle(&mut self, message: Message) -> Result<Vec<Message>, PsiError> {
-        Responder::handle(self, message)
-    }
-    fn next_message(&mut self) -> Option<Message> {
-        Responder::next_message(self)
-    }
-    fn wants_to_send(&self) -> bool {
-        Responder::wants_to_send(self)
-    }
-    fn is_complete(&self) -> bool {
-        Responder::is_complete(self)
-    }
-}
-
 /// Run `side` until it is complete: handle what arrives, send what it produces.
 async fn drive(
-    side: &mut impl Side,
+    side: &mut impl Party,
     receiver: &mut ChannelReceiver,
     tx: &mpsc::Sender<Vec<u8>>,
 ) -> Result<(), FederationError> {

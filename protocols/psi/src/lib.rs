@@ -108,6 +108,42 @@ fn reblind<G: PsiGroup>(
         .collect())
 }
 
+/// One side of a run, as a driver sees it: feed it the peer's messages, send what it produces,
+/// until it is complete.
+pub trait Party {
+    /// Take a message from the peer; returns messages to send back.
+    fn handle(&mut self, message: Message) -> Result<Vec<Message>, PsiError>;
+    /// The next message to send on its own initiative (its first-stage batches, then their end),
+    /// or `None` when there is nothing to send now.
+    fn next_message(&mut self) -> Option<Message>;
+    /// Whether [`Party::next_message`] still has something to send (once it may send at all).
+    fn wants_to_send(&self) -> bool;
+    /// Whether this side's part of the run is done.
+    fn is_complete(&self) -> bool;
+}
+
+/// The next batch of a side's own first-stage points, then the end of its stream.
+fn next_own_batch<G: PsiGroup>(
+    key: &G::Scalar,
+    elements: &[Vec<u8>],
+    batch: usize,
+    sent: &mut usize,
+    sent_done: &mut bool,
+    side: Side,
+) -> Option<Message> {
+    if *sent < elements.len() {
+        let end = (*sent + batch).min(elements.len());
+        let points = blind::<G>(key, &elements[*sent..end]);
+        *sent = end;
+        return Some(Message::Blinded { side, points });
+    }
+    if !*sent_done {
+        *sent_done = true;
+        return Some(Message::Done { side });
+    }
+    None
+}
+
 /// What a run revealed to one side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PsiOutput {
@@ -161,30 +197,58 @@ impl<G: PsiGroup> Initiator<G> {
         }
     }
 
+    /// The result; an error if the run is incomplete.
+    pub fn finish(self) -> Result<PsiOutput, PsiError> {
+        if !self.is_complete() {
+            return Err(PsiError::Incomplete(format!(
+                "sent {} of {} elements, {} of {} values back, {} of {:?} peer elements",
+                self.sent,
+                self.elements.len(),
+                self.own_double.len(),
+                self.elements.len(),
+                self.peer_double.len(),
+                self.peer_count
+            )));
+        }
+        let peer: HashSet<u128> = self.peer_double.into_iter().collect();
+        let hits: Vec<usize> = self
+            .own_double
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| peer.contains(v))
+            .map(|(i, _)| i)
+            .collect();
+        let count = hits.len() as u64;
+        let intersection = (self.mode != Mode::Cardinality).then(|| {
+            let mut elements = self.elements;
+            hits.into_iter()
+                .map(|i| std::mem::take(&mut elements[i]))
+                .collect()
+        });
+        Ok(PsiOutput {
+            count,
+            intersection,
+        })
+    }
+}
+
+impl<G: PsiGroup> Party for Initiator<G> {
     /// The next message to send on its own initiative (first-stage batches, then their end), or
     /// `None` when everything is sent or the peer has not answered the hello yet.
-    pub fn next_message(&mut self) -> Option<Message> {
+    fn next_message(&mut self) -> Option<Message> {
         self.peer_count?;
-        if self.sent < self.elements.len() {
-            let end = (self.sent + self.batch).min(self.elements.len());
-            let points = blind::<G>(&self.key, &self.elements[self.sent..end]);
-            self.sent = end;
-            return Some(Message::Blinded {
-                side: Side::Initiator,
-                points,
-            });
-        }
-        if !self.sent_done {
-            self.sent_done = true;
-            return Some(Message::Done {
-                side: Side::Initiator,
-            });
-        }
-        None
+        next_own_batch::<G>(
+            &self.key,
+            &self.elements,
+            self.batch,
+            &mut self.sent,
+            &mut self.sent_done,
+            Side::Initiator,
+        )
     }
 
     /// Take a message from the responder; returns messages to send back.
-    pub fn handle(&mut self, message: Message) -> Result<Vec<Message>, PsiError> {
+    fn handle(&mut self, message: Message) -> Result<Vec<Message>, PsiError> {
         let m = self.elements.len() as u64;
         match message {
             Message::HelloAck { count } if self.peer_count.is_none() => {
@@ -279,47 +343,13 @@ impl<G: PsiGroup> Initiator<G> {
     }
 
     /// Whether [`Initiator::next_message`] still has something to send once the hello is answered.
-    pub fn wants_to_send(&self) -> bool {
+    fn wants_to_send(&self) -> bool {
         self.peer_count.is_some() && !self.sent_done
     }
 
     /// Whether the initiator has everything it needs.
-    pub fn is_complete(&self) -> bool {
+    fn is_complete(&self) -> bool {
         self.sent_done && self.own_done && self.peer_done
-    }
-
-    /// The result; an error if the run is incomplete.
-    pub fn finish(self) -> Result<PsiOutput, PsiError> {
-        if !self.is_complete() {
-            return Err(PsiError::Incomplete(format!(
-                "sent {} of {} elements, {} of {} values back, {} of {:?} peer elements",
-                self.sent,
-                self.elements.len(),
-                self.own_double.len(),
-                self.elements.len(),
-                self.peer_double.len(),
-                self.peer_count
-            )));
-        }
-        let peer: HashSet<u128> = self.peer_double.into_iter().collect();
-        let hits: Vec<usize> = self
-            .own_double
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| peer.contains(v))
-            .map(|(i, _)| i)
-            .collect();
-        let count = hits.len() as u64;
-        let intersection = (self.mode != Mode::Cardinality).then(|| {
-            let mut elements = self.elements;
-            hits.into_iter()
-                .map(|i| std::mem::take(&mut elements[i]))
-                .collect()
-        });
-        Ok(PsiOutput {
-            count,
-            intersection,
-        })
     }
 }
 
@@ -388,26 +418,6 @@ impl<G: PsiGroup> Responder<G> {
         (responder, Message::HelloAck { count })
     }
 
-    /// The next first-stage batch of its own elements (then their end), or `None`.
-    pub fn next_message(&mut self) -> Option<Message> {
-        if self.sent < self.elements.len() {
-            let end = (self.sent + self.batch).min(self.elements.len());
-            let points = blind::<G>(&self.key, &self.elements[self.sent..end]);
-            self.sent = end;
-            return Some(Message::Blinded {
-                side: Side::Responder,
-                points,
-            });
-        }
-        if !self.sent_done {
-            self.sent_done = true;
-            return Some(Message::Done {
-                side: Side::Responder,
-            });
-        }
-        None
-    }
-
     fn values_message(&self, values: &[u128]) -> Message {
         Message::DoubleBlinded {
             side: Side::Initiator,
@@ -416,8 +426,50 @@ impl<G: PsiGroup> Responder<G> {
         }
     }
 
+    /// What the responder learnt: the intersection with [`Mode::Both`], nothing otherwise.
+    pub fn finish(self) -> Result<Option<PsiOutput>, PsiError> {
+        if !self.is_complete() {
+            return Err(PsiError::Incomplete(format!(
+                "received {} of {} elements, sent {} of {}",
+                self.peer_received,
+                self.peer_count,
+                self.sent,
+                self.elements.len()
+            )));
+        }
+        if self.mode != Mode::Both {
+            return Ok(None);
+        }
+        let mut elements = self.elements;
+        let intersection: Vec<Vec<u8>> = self
+            .own_double
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| self.initiator_values.contains(v))
+            .map(|(i, _)| std::mem::take(&mut elements[i]))
+            .collect();
+        Ok(Some(PsiOutput {
+            count: intersection.len() as u64,
+            intersection: Some(intersection),
+        }))
+    }
+}
+
+impl<G: PsiGroup> Party for Responder<G> {
+    /// The next first-stage batch of its own elements (then their end), or `None`.
+    fn next_message(&mut self) -> Option<Message> {
+        next_own_batch::<G>(
+            &self.key,
+            &self.elements,
+            self.batch,
+            &mut self.sent,
+            &mut self.sent_done,
+            Side::Responder,
+        )
+    }
+
     /// Take a message from the initiator; returns messages to send back.
-    pub fn handle(&mut self, message: Message) -> Result<Vec<Message>, PsiError> {
+    fn handle(&mut self, message: Message) -> Result<Vec<Message>, PsiError> {
         match message {
             Message::Blinded {
                 side: Side::Initiator,
@@ -504,41 +556,13 @@ impl<G: PsiGroup> Responder<G> {
     }
 
     /// Whether [`Responder::next_message`] still has something to send.
-    pub fn wants_to_send(&self) -> bool {
+    fn wants_to_send(&self) -> bool {
         !self.sent_done
     }
 
     /// Whether the responder's part is done.
-    pub fn is_complete(&self) -> bool {
+    fn is_complete(&self) -> bool {
         self.sent_done && self.peer_done && (self.mode != Mode::Both || self.own_done)
-    }
-
-    /// What the responder learnt: the intersection with [`Mode::Both`], nothing otherwise.
-    pub fn finish(self) -> Result<Option<PsiOutput>, PsiError> {
-        if !self.is_complete() {
-            return Err(PsiError::Incomplete(format!(
-                "received {} of {} elements, sent {} of {}",
-                self.peer_received,
-                self.peer_count,
-                self.sent,
-                self.elements.len()
-            )));
-        }
-        if self.mode != Mode::Both {
-            return Ok(None);
-        }
-        let mut elements = self.elements;
-        let intersection: Vec<Vec<u8>> = self
-            .own_double
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| self.initiator_values.contains(v))
-            .map(|(i, _)| std::mem::take(&mut elements[i]))
-            .collect();
-        Ok(Some(PsiOutput {
-            count: intersection.len() as u64,
-            intersection: Some(intersection),
-        }))
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::{Rng, SeedableRng};
 use xy_psi::{
-    Initiator, Message, Mode, PsiError, PsiGroup, PsiOutput, Responder, Ristretto255, Side, Sm2Sm3,
-    Suite, truncation_width,
+    Initiator, Message, Mode, Party, PsiError, PsiGroup, PsiOutput, Responder, Ristretto255, Side,
+    Sm2Sm3, Suite, truncation_width,
 };
 
 /// Two sets and their plaintext intersection.
