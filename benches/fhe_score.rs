@@ -99,8 +99,9 @@ fn main() -> anyhow::Result<()> {
     println!("decryption: {decrypt_s:.4} s (grade {grade})");
 
     // The cost of each operation the circuit uses, in the same run.
-    tfhe::set_server_key(keys.server_key.decompress());
-    let (sks, ..) = keys.server_key.decompress().into_raw_parts();
+    let server_key = keys.server_key.decompress();
+    tfhe::set_server_key(server_key.clone());
+    let (sks, ..) = server_key.into_raw_parts();
     let expand_s = best(3, || {
         let list: tfhe::CompactCiphertextList =
             tfhe::safe_serialization::safe_deserialize(contributions[0].as_slice(), 1 << 26)

@@ -51,6 +51,15 @@ fn read_pem_file<T>(
     })
 }
 
+/// Every PEM object of type `T` in a file (certificates, CRLs).
+fn read_pem_list<T: PemObject>(path: &Path, what: &str) -> Result<Vec<T>, TransportError> {
+    read_pem_file(path, what, |bytes| {
+        T::pem_slice_iter(bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())
+    })
+}
+
 impl Credentials {
     /// Load PEM files: `cert` (the node's certificate, optionally followed by intermediates), `key`
     /// (PKCS#8 SM2), `ca` (one or more trust anchors) and optionally a CRL.
@@ -60,25 +69,13 @@ impl Credentials {
         ca: &Path,
         crl: Option<&Path>,
     ) -> Result<Self, TransportError> {
-        let chain = read_pem_file(cert, "certificate", |bytes| {
-            CertificateDer::pem_slice_iter(bytes)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string())
-        })?;
+        let chain = read_pem_list(cert, "certificate")?;
         let key = read_pem_file(key, "private key", |bytes| {
             PrivateKeyDer::from_pem_slice(bytes).map_err(|e| e.to_string())
         })?;
-        let anchors = read_pem_file(ca, "CA certificate", |bytes| {
-            CertificateDer::pem_slice_iter(bytes)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string())
-        })?;
+        let anchors = read_pem_list(ca, "CA certificate")?;
         let crls = match crl {
-            Some(path) => read_pem_file(path, "CRL", |bytes| {
-                CertificateRevocationListDer::pem_slice_iter(bytes)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| e.to_string())
-            })?,
+            Some(path) => read_pem_list(path, "CRL")?,
             None => Vec::new(),
         };
         Self::from_der(chain, key, anchors, crls)

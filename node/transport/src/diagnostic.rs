@@ -167,7 +167,7 @@ pub async fn connect(
             ));
         }
     }
-    let (_, mut tls) = (0, reader.into_inner());
+    let mut tls = reader.into_inner();
     let _ = tls.shutdown().await;
     Ok(ConnectReport {
         suite: suite_name,

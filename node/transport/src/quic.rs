@@ -420,7 +420,7 @@ impl PeerConnection {
         write_frame(&mut send, &frame).await?;
         send.finish()
             .map_err(|e| TransportError::Stream(e.to_string()))?;
-        let mut reader = FrameReader::new(recv_ref(&mut recv));
+        let mut reader = FrameReader::new(&mut recv);
         match reader.next().await? {
             Some(frame) if frame.kind == FrameKind::Response => Ok(frame.payload),
             Some(frame) if frame.kind == FrameKind::Error => Err(TransportError::Refused(
@@ -466,7 +466,7 @@ impl PeerConnection {
             bytes,
             sm3: digest.finish(),
         };
-        let mut reader = FrameReader::new(recv_ref(&mut recv));
+        let mut reader = FrameReader::new(&mut recv);
         match reader.next().await? {
             Some(frame) if frame.kind == FrameKind::Ack => {
                 let acked = BulkReceipt::decode(&frame.payload).ok_or_else(|| {
@@ -549,7 +549,7 @@ impl PeerConnection {
         mut send: SendStream,
         mut recv: RecvStream,
     ) -> Result<(), TransportError> {
-        let mut reader = FrameReader::new(recv_ref(&mut recv));
+        let mut reader = FrameReader::new(&mut recv);
         let Some(first) = reader.next().await? else {
             return Ok(());
         };
@@ -680,10 +680,6 @@ impl BulkReceiver<'_> {
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
-}
-
-fn recv_ref(recv: &mut RecvStream) -> &mut RecvStream {
-    recv
 }
 
 /// Reads frames from a receive stream through the sans-IO decoder.

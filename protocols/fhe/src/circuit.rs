@@ -134,9 +134,9 @@ fn serialize<T: serde::Serialize + tfhe::Versionize + tfhe::named::Named>(
 
 /// The province's evaluation key, decompressed from an upload (seconds; cache it).
 pub struct EvaluationKey {
-    server_key: tfhe::integer::ServerKey,
+    /// The decompressed key; the circuit reaches its integer key through `AsRef` (no copy).
+    server_key: tfhe::ServerKey,
     public_key: CompactPublicKey,
-    high_level: tfhe::ServerKey,
 }
 
 impl EvaluationKey {
@@ -150,12 +150,9 @@ impl EvaluationKey {
         )
         .map_err(|e| FheError::Refused(format!("server key: {e}")))?;
         let public_key = parse_public_key(&upload.public_key)?;
-        let high_level = compressed.decompress();
-        let (server_key, ..) = high_level.clone().into_raw_parts();
         Ok(Self {
-            server_key,
+            server_key: compressed.decompress(),
             public_key,
-            high_level,
         })
     }
 
@@ -233,7 +230,7 @@ pub fn aggregate(
         )));
     }
     let mut operands = expand_contributions(policy, key, contributions)?;
-    let sks = &key.server_key;
+    let sks: &tfhe::integer::ServerKey = key.server_key.as_ref();
     let offset = policy.offset(nodes);
     let raw_max = policy.raw_max(nodes);
     // Every contribution and the sum fit in `needed` blocks: the blocks above encrypt zeros, and
@@ -360,7 +357,7 @@ fn expand_contributions(
     contributions: &[Vec<u8>],
 ) -> Result<Vec<RadixCiphertext>, FheError> {
     let n = policy.indicators.len();
-    tfhe::set_server_key(key.high_level.clone());
+    tfhe::set_server_key(key.server_key.clone());
     let mut operands = Vec::with_capacity(contributions.len() * n);
     for (node, bytes) in contributions.iter().enumerate() {
         let list: CompactCiphertextList = safe_deserialize(bytes.as_slice(), MAX_CIPHERTEXT_BYTES)

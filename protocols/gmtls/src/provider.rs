@@ -153,11 +153,10 @@ enum Sm4Key {
 impl Sm4Key {
     fn new(mode: Sm4Mode, key: &AeadKey) -> Self {
         // Both suites derive 16-byte keys (key_len below), which the SM4 AEADs always accept.
-        let gcm = |k| Sm4Aead::new(k).expect("SM4 key length is fixed by the suite");
-        let ccm = |k| Sm4Aead::new(k).expect("SM4 key length is fixed by the suite");
+        const FIXED: &str = "SM4 key length is fixed by the suite";
         match mode {
-            Sm4Mode::Gcm => Sm4Key::Gcm(gcm(key.as_ref())),
-            Sm4Mode::Ccm => Sm4Key::Ccm(ccm(key.as_ref())),
+            Sm4Mode::Gcm => Sm4Key::Gcm(Sm4Aead::new(key.as_ref()).expect(FIXED)),
+            Sm4Mode::Ccm => Sm4Key::Ccm(Sm4Aead::new(key.as_ref()).expect(FIXED)),
         }
     }
 
