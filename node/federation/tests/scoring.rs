@@ -73,10 +73,17 @@ async fn node_with_records(seed: u64, every: usize) -> Node {
         let generator = Generator::new(config);
         let headers = generator.headers().to_vec();
         let at = headers.iter().position(|h| *h == column).unwrap();
+        let types_at = headers.iter().position(|h| *h == "CF_CFLB");
+        let fine_at = headers.iter().position(|h| *h == "CF_NR_FK");
         let target = subject();
         let rows = generator.take(120).enumerate().map(|(i, mut row)| {
             if i % every == 0 {
                 row.cells[at] = target.clone();
+                // Every other penalty of the subject is severe: an order to stop business.
+                if kind == Kind::Penalty && i % (2 * every) == 0 {
+                    row.cells[types_at.unwrap()] = "警告;罚款;责令停产停业".into();
+                    row.cells[fine_at.unwrap()] = "12.00".into();
+                }
             }
             row
         });
@@ -103,6 +110,56 @@ async fn node_with_records(seed: u64, every: usize) -> Node {
         assert_eq!(
             result.counts.rejected, 0,
             "generated rows must all be valid"
+        );
+    }
+    // Commitments and list entries, written as a department would (no generator for these).
+    let target = subject();
+    let unit_base = "11510100MB1234567";
+    let unit_check = xy_policy::identifiers::uscc_check_char(unit_base.as_bytes()).unwrap();
+    let unit = format!("{unit_base}{}", char::from(unit_check));
+    let commitments = format!(
+        "CN_XDR_MC,CN_XDR_LB,CN_XDR_SHXYM,CN_CNBH,CN_CNLX,CN_CNNR,CN_CNRQ,CN_YXQ,CN_LYZT,CN_SJLY,CN_SJLYDM\n\
+         某公司,法人及非法人组织,{target},CN-{seed}-1,审批替代型,按期补齐材料,2025/03/01,2026/03/01,已履约,市发改委,{unit}\n\
+         某公司,法人及非法人组织,{target},CN-{seed}-2,容缺受理型,三个月内补正,2026/01/05,2026/04/05,{broken},市发改委,{unit}\n",
+        broken = if seed.is_multiple_of(2) {
+            "已履约"
+        } else {
+            "未履约"
+        },
+    );
+    let lists = format!(
+        "MD_XDR_MC,MD_XDR_LB,MD_XDR_SHXYM,MD_MDLX,MD_MDMC,MD_RDWH,MD_RDYY,MD_RDJG,MD_LRRQ,MD_YXQ,MD_SJLY,MD_SJLYDM\n\
+         某公司,法人及非法人组织,{target},{kind},{name},RD-{seed},认定事由,市市场监管局,2025/06/01,2028/06/01,市市场监管局,{unit}\n",
+        kind = if seed.is_multiple_of(2) {
+            "红名单"
+        } else {
+            "黑名单"
+        },
+        name = if seed.is_multiple_of(2) {
+            "纳税信用A级纳税人"
+        } else {
+            "严重违法失信名单"
+        },
+    );
+    for (name, text) in [("commitments.csv", commitments), ("lists.csv", lists)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let options = IngestOptions {
+            category: None,
+            source_unit: None,
+            operator: "test".into(),
+            today: today(),
+            now: "2026-11-26T10:00:00+08:00".into(),
+        };
+        let result = ingestor
+            .ingest_file(&path, None, &options, None, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (result.counts.rejected, result.counts.stored > 0),
+            (0, true),
+            "{name}: {:?}",
+            result.counts
         );
     }
     Node { dir, stores }
@@ -174,17 +231,20 @@ async fn a_bank_gets_the_grade_the_plaintext_policy_gives_and_the_province_sees_
     let options = EndpointOptions::default();
     let loopback = "127.0.0.1:0".parse().unwrap();
 
-    let chengdu = node_with_records(11, 3).await;
-    let mianyang = node_with_records(12, 5).await;
+    let chengdu = node_with_records(11, 11).await;
+    let mianyang = node_with_records(12, 17).await;
     let province = node_with_records(13, 1_000_000).await; // the province's own store is not asked
     let expected_values = [
         plain_values(&policy, &chengdu).await,
         plain_values(&policy, &mianyang).await,
     ];
-    assert!(
-        expected_values.iter().flatten().any(|v| *v > 0),
-        "the subject must have records: {expected_values:?}"
-    );
+    for (i, indicator) in policy.indicators.iter().enumerate() {
+        assert!(
+            expected_values.iter().any(|values| values[i] > 0),
+            "some prefecture must hold records for {}: {expected_values:?}",
+            indicator.id
+        );
+    }
     let expected = policy.plain(&expected_values);
 
     let mut prefecture_addrs = Vec::new();

@@ -113,6 +113,10 @@ const BUILTIN_CATEGORIES: &[(&str, &str)] = &[
         "categories/xycn.toml",
         include_str!("../../categories/xycn.toml"),
     ),
+    (
+        "categories/hhmd.toml",
+        include_str!("../../categories/hhmd.toml"),
+    ),
 ];
 
 fn parse<T: serde::de::DeserializeOwned>(path: &str, text: &str) -> Result<T, PolicyError> {

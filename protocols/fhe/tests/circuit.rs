@@ -37,25 +37,55 @@ fn encrypted(policy: &ScoringPolicy, nodes: &[Vec<u16>]) -> (String, i64) {
     (grade, score.unwrap())
 }
 
-/// One node's values giving exactly `target` (searching the indicator ranges).
+/// One node's values giving exactly `target` (a depth-first search over the indicator ranges).
 fn values_for(policy: &ScoringPolicy, target: i64) -> Vec<u16> {
-    for pen in 0..=15u16 {
-        for sev in 0..=7u16 {
-            for lic in 0..=15u16 {
-                for com in 0..=7u16 {
-                    let partial = policy.plain(&[vec![pen, sev, 0, lic, com]]).score;
-                    let need = partial - target; // to be covered by fines, 2 points each
-                    if need >= 0 && need % 2 == 0 && need / 2 <= 50 {
-                        let v = vec![pen, sev, (need / 2) as u16, lic, com];
-                        if policy.plain(std::slice::from_ref(&v)).score == target {
-                            return v;
-                        }
-                    }
-                }
+    fn search(
+        indicators: &[xy_fhe::Indicator],
+        score: i64,
+        target: i64,
+        values: &mut Vec<u16>,
+    ) -> bool {
+        let Some((first, rest)) = indicators.split_first() else {
+            return score == target;
+        };
+        let sign = match first.direction {
+            xy_fhe::Direction::Benefit => 1,
+            xy_fhe::Direction::Risk => -1,
+        };
+        for v in 0..=first.max {
+            values.push(v);
+            if search(
+                rest,
+                score + sign * i64::from(v) * i64::from(first.weight),
+                target,
+                values,
+            ) {
+                return true;
             }
+            values.pop();
         }
+        false
     }
-    panic!("no values give {target}");
+    let mut values = Vec::new();
+    assert!(
+        search(&policy.indicators, policy.score.base, target, &mut values),
+        "no values give {target}"
+    );
+    assert_eq!(policy.plain(std::slice::from_ref(&values)).score, target);
+    values
+}
+
+/// Values by indicator id (the others zero).
+fn with(policy: &ScoringPolicy, set: &[(&str, u16)]) -> Vec<u16> {
+    policy
+        .indicators
+        .iter()
+        .map(|i| {
+            set.iter()
+                .find(|(id, _)| *id == i.id)
+                .map_or(0, |(_, v)| *v)
+        })
+        .collect()
 }
 
 #[test]
@@ -66,10 +96,25 @@ fn every_band_edge_and_both_clamps_match_the_plaintext() {
         cases.push(vec![values_for(&policy, band.from)]);
         cases.push(vec![values_for(&policy, band.from - 1)]);
     }
-    let best = vec![0, 0, 0, 15, 7];
-    cases.push(vec![best.clone(), best.clone(), best]); // 919 → clamped to 900
-    let worst = vec![15, 7, 50, 0, 0];
-    cases.push(vec![worst.clone(), worst]); // 110 → clamped to 300
+    let best = with(
+        &policy,
+        &[
+            ("licences_in_force", 15),
+            ("commitments_kept_3y", 7),
+            ("red_lists_in_force", 3),
+        ],
+    );
+    cases.push(vec![best.clone(), best.clone(), best]); // 1009 → clamped to 900
+    let worst = with(
+        &policy,
+        &[
+            ("penalties_3y", 15),
+            ("severe_penalties_3y", 7),
+            ("commitments_broken_3y", 7),
+            ("black_lists_in_force", 3),
+        ],
+    );
+    cases.push(vec![worst.clone(), worst]); // below 0 → clamped to 300
     for nodes in cases {
         let expected = policy.plain(&nodes);
         let (grade, score) = encrypted(&policy, &nodes);
@@ -111,7 +156,8 @@ fn random_indicators_from_several_nodes_match_the_plaintext() {
 fn malformed_contributions_and_keys_are_refused() {
     let policy = ScoringPolicy::enterprise();
     let k = keys();
-    let good = encrypt_contribution(&policy, k.evaluation.public_key(), &[1, 0, 0, 2, 1]).unwrap();
+    let values = with(&policy, &[("penalties_3y", 1), ("licences_in_force", 2)]);
+    let good = encrypt_contribution(&policy, k.evaluation.public_key(), &values).unwrap();
     for bad in [Vec::new(), vec![0u8; 100], good[..good.len() / 2].to_vec()] {
         assert!(aggregate(&policy, &k.evaluation, &[good.clone(), bad], false).is_err());
     }

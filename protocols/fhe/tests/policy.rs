@@ -12,7 +12,7 @@ fn today() -> NaiveDate {
 #[test]
 fn the_shipped_policy_loads_and_fits_sixteen_bits() {
     let p = ScoringPolicy::enterprise();
-    assert_eq!(p.indicators.len(), 5);
+    assert_eq!(p.indicators.len(), 7);
     assert!(p.raw_max(p.score.max_nodes as usize) <= i64::from(u16::MAX));
     assert_eq!(p.plain(&[]).score, p.score.base);
 }
@@ -34,11 +34,11 @@ fn bad_policies_are_refused_by_name() {
             "min must be below max",
         ),
         (
-            good.replace("id = \"fines_3y\"", "id = \"penalties_3y\""),
+            good.replace("id = \"severe_penalties_3y\"", "id = \"penalties_3y\""),
             "repeated",
         ),
         (
-            good.replace("max = 50", "max = 0"),
+            good.replace("max = 15", "max = 0"),
             "max must be at least 1",
         ),
         (
@@ -68,10 +68,18 @@ fn indicators_count_what_the_policy_defines() {
         penalty("2027/01/01", "罚款", "1"),  // in the future: not counted
         json!({"XK_YXQZI": "2027/12/31"}),
         json!({"XK_YXQZI": "2026/11/25"}), // expired yesterday
-        json!({"CN_YXQ": "2026-11-26"}),   // in force through today
+        json!({"CN_LYZT": "已履约"}),
+        json!({"CN_LYZT": "未履约"}),
+        json!({"CN_LYZT": "未履约"}), // too old
+        json!({"CN_LYZT": "履约中"}),
+        json!({"MD_MDLX": "黑名单", "MD_YXQ": "2027/01/01"}),
+        json!({"MD_MDLX": "黑名单", "MD_YXQ": "2026/01/01"}), // removed from the list
+        json!({"MD_MDLX": "红名单", "MD_YXQ": "2026-11-26"}), // on the list through today
+        json!({"MD_MDLX": "重点关注名单", "MD_YXQ": "2027/01/01"}),
     ];
     let categories = [
-        "xzcf", "xzcf", "xzcf", "xzcf", "xzcf", "xzxk", "xzxk", "xycn",
+        "xzcf", "xzcf", "xzcf", "xzcf", "xzcf", "xzxk", "xzxk", "xycn", "xycn", "xycn", "xycn",
+        "hhmd", "hhmd", "hhmd", "hhmd",
     ];
     let dates = [
         "2026/01/10",
@@ -81,7 +89,14 @@ fn indicators_count_what_the_policy_defines() {
         "2027/01/01",
         "",
         "",
-        "",
+        "2025/03/01",
+        "2026/02/01",
+        "2022/01/01",
+        "2026/03/01",
+        "2025/01/01",
+        "2024/01/01",
+        "2025/05/01",
+        "2025/05/01",
     ];
     let records: Vec<RecordFacts<'_>> = payloads
         .iter()
@@ -98,18 +113,18 @@ fn indicators_count_what_the_policy_defines() {
         .iter()
         .map(|i| i.value(&records, today()))
         .collect();
-    // penalties_3y, severe_penalties_3y, fines_3y (2.5 + 12 = 14.5 → 14), licences, commitments
-    assert_eq!(values, [3, 2, 14, 1, 1]);
+    // penalties, severe penalties, licences, commitments kept and broken, black and red lists
+    assert_eq!(values, [3, 2, 1, 1, 1, 1, 1]);
 }
 
 #[test]
 fn the_plaintext_reference_clamps_and_bands() {
     let p = ScoringPolicy::enterprise();
-    // 700 + 3·15 + 4·7 = 773 per node at most; three nodes reach 919 → clamped to 900.
-    let best = vec![0, 0, 0, 15, 7];
+    // 700 + 3·15 + 4·7 + 10·3 = 803 per node at most; three nodes reach 1009 → clamped to 900.
+    let best = vec![0, 0, 15, 7, 0, 0, 3];
     assert_eq!(p.plain(&[best.clone(), best.clone(), best]).score, 900);
-    // Everything bad twice: 700 − 2·(6·15 + 15·7 + 2·50) = 110 → clamped to 300, grade D.
-    let worst = vec![15, 7, 50, 0, 0];
+    // Everything bad twice: 700 − 2·(6·15 + 15·7 + 12·7 + 40·3) = −98 → clamped to 300, grade D.
+    let worst = vec![15, 7, 0, 0, 7, 3, 0];
     let r = p.plain(&[worst.clone(), worst]);
     assert_eq!((r.score, r.grade.as_str()), (300, "D"));
     assert_eq!(p.grade_of(760), "A");
@@ -117,5 +132,5 @@ fn the_plaintext_reference_clamps_and_bands() {
     assert_eq!(p.grade_of(600), "C");
     assert_eq!(p.grade_of(599), "D");
     // Values beyond an indicator's range count as its max.
-    assert_eq!(p.plain(&[vec![99, 0, 0, 0, 0]]).score, 700 - 90);
+    assert_eq!(p.plain(&[vec![99, 0, 0, 0, 0, 0, 0]]).score, 700 - 90);
 }
