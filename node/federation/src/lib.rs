@@ -2,14 +2,21 @@
 //! nodes (system X2, [`psi`]) — two nodes learn the subjects on both their lists without
 //! exchanging the lists — and encrypted cross-jurisdiction scoring (system X3, [`scoring`]) — the
 //! province caches each requester's evaluation key, asks every prefecture node for its encrypted
-//! contribution and aggregates homomorphically. Share-up and return flow will join here.
+//! contribution and aggregates homomorphically — and private credit queries for financial
+//! institutions (system B3, [`private_query`]). Share-up and return flow will join here.
 
 pub mod message;
+pub mod private_query;
 pub mod psi;
 pub mod scoring;
+pub mod services;
 
+pub use private_query::{
+    IndexInfo, PrivateQueryClient, PrivateQueryService, QueryTraffic, load_or_create_oprf_key,
+};
 pub use psi::{PSI_CHANNEL, PsiService, run_initiator};
 pub use scoring::{ScoreReport, ScoringClient, ScoringService, ServiceConfig};
+pub use services::NodeServices;
 
 /// Errors of the federation services.
 #[derive(Debug, thiserror::Error)]

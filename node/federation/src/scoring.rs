@@ -92,7 +92,7 @@ pub struct ScoringService {
     keys: Mutex<HashMap<String, Arc<CachedKey>>>,
 }
 
-fn now_text() -> String {
+pub(crate) fn now_text() -> String {
     chrono::Utc::now().to_rfc3339()
 }
 

@@ -219,12 +219,14 @@ fn serve(endpoint: &PeerEndpoint, service: ScoringService) {
 async fn a_bank_gets_the_grade_the_plaintext_policy_gives_and_the_province_sees_no_indicator() {
     let logs = Captured::default();
     let writer = logs.clone();
-    let _guard = tracing::subscriber::set_default(
+    // Global: the node's tasks run on the runtime's worker threads (one test in this file).
+    tracing::subscriber::set_global_default(
         tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
             .with_writer(move || writer.clone())
             .finish(),
-    );
+    )
+    .unwrap();
     let pki_dir = tempfile::tempdir().unwrap();
     let layout = devpki::init(pki_dir.path(), false, devpki::unix_now()).unwrap();
     let policy = Arc::new(ScoringPolicy::enterprise());
@@ -317,6 +319,10 @@ async fn a_bank_gets_the_grade_the_plaintext_policy_gives_and_the_province_sees_
     // No plaintext indicator anywhere on the province: not in the logs, not in its data log, not
     // in its files. The indicator vectors and the names they would be logged under never appear.
     let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("scoring key cached"),
+        "the province's log lines are captured"
+    );
     for values in &expected_values {
         assert!(
             !text.contains(&format!("{values:?}")),

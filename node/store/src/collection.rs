@@ -360,6 +360,53 @@ impl CollectionStore {
         rows.iter().map(stored_record).collect()
     }
 
+    /// Records of subjects with a USCC and an id above `after_id`, in id order, at most `limit`:
+    /// a full scan in pages (the private-query index is built from it).
+    pub async fn scan_subject_records(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE subject_code IS NOT NULL AND id > $1 \
+             ORDER BY id LIMIT {}",
+            limit.clamp(1, 100_000)
+        ))
+        .bind(after_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_record).collect()
+    }
+
+    /// The data log's last sequence number (0 when empty): a watermark for
+    /// [`CollectionStore::subjects_written_after`].
+    pub async fn log_watermark(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM data_log")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Subjects (USCC) whose current records were written by a batch logged after `after` and
+    /// at or before `upto` (data-log sequence numbers).
+    pub async fn subjects_written_after(
+        &self,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT r.subject_code FROM records r JOIN data_log l ON r.batch_id = l.batch_id \
+             WHERE l.seq > $1 AND l.seq <= $2 AND r.subject_code IS NOT NULL",
+        )
+        .bind(after)
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
+
     /// Earlier versions of a record, oldest first.
     pub async fn history(&self, id: i64) -> Result<Vec<StoredRecord>, StoreError> {
         let rows = sqlx::query(&format!(

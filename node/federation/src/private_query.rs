@@ -1,0 +1,461 @@
+//! Private credit queries for financial institutions (system B3, 信易贷) over the peer endpoint.
+//!
+//! ```text
+//! institution ──pq.info──────────────────────────────▶ node   bucket count, subjects, epoch
+//! institution ──pq.snapshot {since, from_bucket}─────▶ node   filter mode: entries, in pages
+//! institution ──pq.query (blinded ids [+ buckets])───▶ node   rate-limited, audited (count only)
+//! institution ◀── evaluated points [+ bucket entries] ── node
+//! ```
+//!
+//! The node builds its [`LabelIndex`] from its collection store: each subject's records, masked
+//! as in any public output (identity numbers never leave in clear), are one label, sealed under
+//! the subject's OPRF output ([`xy_psi::query`]). [`PrivateQueryService::refresh`] re-evaluates
+//! only the subjects written since the last refresh. The OPRF key is generated once and kept in
+//! the data directory sealed with the node's keys.
+//!
+//! Only financial-institution certificates may call these operations; each institution has a
+//! budget of ids per minute; every query is written to the data log with who, when, the mode and
+//! how many ids — never which (the node never learns them).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tracing::info;
+use xy_gmtls::pki::{PeerIdentity, Role};
+use xy_ingest::view::{Disclosure, record_view};
+use xy_psi::query::{
+    FilterIndex, LabelIndex, OprfKey, PrivateQuery, QueryAnswer, QueryMode, QueryRequest,
+    QueryResponse, Snapshot,
+};
+use xy_store::{CollectionStore, NodeKeys, StoredRecord};
+use xy_transport::{BulkReceiver, Handler, PeerConnection};
+
+use crate::FederationError;
+use crate::message::{decode, encode};
+
+/// The sealed OPRF key's file in the node's data directory.
+pub const OPRF_KEY_FILE: &str = "private-query.key";
+/// Default budget of ids per institution per minute.
+pub const DEFAULT_IDS_PER_MINUTE: u32 = 600;
+/// Largest snapshot page (bytes of entries), below the transport's frame limit.
+const SNAPSHOT_PAGE: usize = 3 << 20;
+const OPRF_KEY_CONTEXT: &[u8] = b"xinyong private-query oprf key";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RequestHeader {
+    op: String,
+    #[serde(default)]
+    since: Option<u64>,
+    #[serde(default)]
+    from_bucket: u32,
+}
+
+/// What `pq.info` tells an institution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexInfo {
+    /// Buckets ids hash into (bucket mode).
+    pub bucket_count: u32,
+    /// Subjects the node holds (the database size every query reveals).
+    pub subjects: u64,
+    /// The index's epoch.
+    pub epoch: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PageHeader {
+    next_bucket: Option<u32>,
+}
+
+/// Load the node's OPRF key from `dir`, or create and store it (sealed with the node's keys).
+pub fn load_or_create_oprf_key(dir: &Path, keys: &NodeKeys) -> Result<OprfKey, FederationError> {
+    let path = dir.join(OPRF_KEY_FILE);
+    let corrupt = |m: String| FederationError::Malformed(format!("{}: {m}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(sealed) => {
+            let plain = keys.open(OPRF_KEY_CONTEXT, sealed.trim())?;
+            let bytes: [u8; 32] = plain
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt("not a 32-byte key".into()))?;
+            OprfKey::from_bytes(&bytes).map_err(|e| corrupt(e.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut random = [0u8; 64];
+            rand::fill(&mut random[..]);
+            let key = OprfKey::from_random(&random);
+            let sealed = keys.seal(OPRF_KEY_CONTEXT, &key.to_bytes(), &mut rand::rng());
+            xy_store::write_secret(&path, &sealed).map_err(|e| corrupt(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(corrupt(e.to_string())),
+    }
+}
+
+/// A subject's label: its records as masked JSON views, in id order.
+fn label_of(records: &[StoredRecord], keys: &NodeKeys) -> Result<Vec<u8>, FederationError> {
+    let views = records
+        .iter()
+        .map(|r| record_view(r, keys, Disclosure::Masked))
+        .collect::<Result<Vec<_>, _>>()?;
+    serde_json::to_vec(&views).map_err(|e| FederationError::Malformed(e.to_string()))
+}
+
+/// Per-institution budgets of ids per minute (token buckets).
+struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    fn take(&self, who: &str, ids: usize, now: Instant) -> Result<(), String> {
+        let capacity = f64::from(self.per_minute);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, at) = buckets.entry(who.to_owned()).or_insert((capacity, now));
+        let refill = now.saturating_duration_since(*at).as_secs_f64() * capacity / 60.0;
+        *tokens = (*tokens + refill).min(capacity);
+        *at = now;
+        if ids as f64 > *tokens {
+            let wait = ((ids as f64 - *tokens) * 60.0 / capacity).ceil();
+            return Err(format!(
+                "rate limit: {} ids per minute for each institution; retry in {wait} s",
+                self.per_minute
+            ));
+        }
+        *tokens -= ids as f64;
+        Ok(())
+    }
+}
+
+/// The node's private-query service.
+pub struct PrivateQueryService {
+    index: Arc<RwLock<LabelIndex>>,
+    store: CollectionStore,
+    keys: NodeKeys,
+    limiter: RateLimiter,
+    /// The data-log sequence number the labels are current to.
+    watermark: tokio::sync::Mutex<i64>,
+}
+
+impl PrivateQueryService {
+    /// Build the index from the collection store: every subject with a USCC, one label each.
+    pub async fn from_store(
+        store: CollectionStore,
+        keys: NodeKeys,
+        oprf_key: OprfKey,
+        ids_per_minute: u32,
+    ) -> Result<Self, FederationError> {
+        let mut by_subject: BTreeMap<String, Vec<StoredRecord>> = BTreeMap::new();
+        let mut after = 0;
+        // Read before the scan: a batch committed during it is refreshed later (at worst twice).
+        let watermark = store.log_watermark().await?;
+        loop {
+            let page = store.scan_subject_records(after, 10_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for record in page {
+                if let Some(subject) = record.subject_code.clone() {
+                    by_subject.entry(subject).or_default().push(record);
+                }
+            }
+        }
+        let mut subjects = Vec::with_capacity(by_subject.len());
+        for (subject, records) in by_subject {
+            subjects.push((subject.into_bytes(), label_of(&records, &keys)?));
+        }
+        let count = subjects.len();
+        let index = tokio::task::spawn_blocking(move || LabelIndex::build(oprf_key, subjects, 1))
+            .await
+            .map_err(|e| FederationError::Malformed(e.to_string()))?;
+        info!(
+            subjects = count,
+            buckets = index.bucket_count(),
+            "private-query index built"
+        );
+        Ok(Self::new(index, store, keys, ids_per_minute, watermark))
+    }
+
+    /// A service over an index built elsewhere (benchmarks); `watermark` is the data-log
+    /// sequence number its labels are current to.
+    pub fn new(
+        index: LabelIndex,
+        store: CollectionStore,
+        keys: NodeKeys,
+        ids_per_minute: u32,
+        watermark: i64,
+    ) -> Self {
+        Self {
+            index: Arc::new(RwLock::new(index)),
+            store,
+            keys,
+            limiter: RateLimiter {
+                per_minute: ids_per_minute.max(1),
+                buckets: Mutex::new(HashMap::new()),
+            },
+            watermark: tokio::sync::Mutex::new(watermark),
+        }
+    }
+
+    /// Bring the index up to date with the store: the subjects written since the last build or
+    /// refresh get new labels (the OPRF is evaluated for them only). Returns how many.
+    pub async fn refresh(&self) -> Result<usize, FederationError> {
+        let mut watermark = self.watermark.lock().await;
+        let latest = self.store.log_watermark().await?;
+        let subjects = self
+            .store
+            .subjects_written_after(*watermark, latest)
+            .await?;
+        let mut labels = Vec::with_capacity(subjects.len());
+        for subject in &subjects {
+            let records = self
+                .store
+                .query(&xy_store::RecordFilter {
+                    subject_code: Some(subject.clone()),
+                    limit: Some(10_000),
+                    ..Default::default()
+                })
+                .await?;
+            let label = (!records.is_empty())
+                .then(|| label_of(&records, &self.keys))
+                .transpose()?;
+            labels.push((subject.clone(), label));
+        }
+        {
+            let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+            for (subject, label) in &labels {
+                match label {
+                    Some(label) => index.upsert(subject.as_bytes(), label),
+                    None => index.remove(subject.as_bytes()),
+                }
+            }
+        }
+        *watermark = latest;
+        if !labels.is_empty() {
+            info!(subjects = labels.len(), "private-query index refreshed");
+        }
+        Ok(labels.len())
+    }
+
+    /// The index's size and epoch.
+    pub fn info(&self) -> IndexInfo {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        IndexInfo {
+            bucket_count: index.bucket_count(),
+            subjects: index.subjects() as u64,
+            epoch: index.epoch(),
+        }
+    }
+
+    fn actor(peer: &PeerIdentity) -> String {
+        format!("{}:{}", peer.role, peer.jurisdiction)
+    }
+
+    async fn query(&self, peer: &PeerIdentity, body: &[u8]) -> Result<Vec<u8>, String> {
+        let request = QueryRequest::decode(body).map_err(|e| e.to_string())?;
+        let who = Self::actor(peer);
+        self.limiter
+            .take(&who, request.items.len(), Instant::now())?;
+        let index = Arc::clone(&self.index);
+        let answer = {
+            let request = request.clone();
+            tokio::task::spawn_blocking(move || {
+                let index = index.read().unwrap_or_else(|e| e.into_inner());
+                index.answer(&request).map(|r| r.encode())
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+        };
+        let mode = match request.mode {
+            QueryMode::Bucket => "bucket",
+            QueryMode::Filter => "filter",
+        };
+        self.store
+            .log_access(
+                &crate::scoring::now_text(),
+                "pq.query",
+                &who,
+                serde_json::json!({"mode": mode, "ids": request.items.len()}),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        info!(peer = %who, mode, ids = request.items.len(), "private query answered");
+        encode(&(), &answer).map_err(|e| e.to_string())
+    }
+
+    async fn snapshot(
+        &self,
+        peer: &PeerIdentity,
+        header: RequestHeader,
+    ) -> Result<Vec<u8>, String> {
+        let (snapshot, next_bucket) = {
+            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+            index.snapshot_page(header.since, header.from_bucket, SNAPSHOT_PAGE)
+        };
+        if header.from_bucket == 0 {
+            self.store
+                .log_access(
+                    &crate::scoring::now_text(),
+                    "pq.snapshot",
+                    &Self::actor(peer),
+                    serde_json::json!({"since": header.since, "epoch": snapshot.epoch}),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        encode(&PageHeader { next_bucket }, &snapshot.encode()).map_err(|e| e.to_string())
+    }
+}
+
+impl Handler for PrivateQueryService {
+    async fn request(&self, peer: &PeerIdentity, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        let (header, body) = decode::<RequestHeader>(&payload).map_err(|e| e.to_string())?;
+        if peer.role != Role::InstitutionClient {
+            return Err(format!(
+                "private queries are for financial-institution certificates, not {}",
+                peer.role
+            ));
+        }
+        match header.op.as_str() {
+            "pq.info" => encode(&self.info(), &[]).map_err(|e| e.to_string()),
+            "pq.query" => self.query(peer, body).await,
+            "pq.snapshot" => self.snapshot(peer, header).await,
+            other => Err(format!("unknown operation {other:?}")),
+        }
+    }
+
+    async fn bulk(
+        &self,
+        _peer: &PeerIdentity,
+        name: Vec<u8>,
+        _body: &mut BulkReceiver<'_>,
+    ) -> Result<(), String> {
+        Err(format!(
+            "unknown transfer {:?}",
+            String::from_utf8_lossy(&name)
+        ))
+    }
+}
+
+/// Traffic of one query, as the institution saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryTraffic {
+    /// Request bytes sent (payloads, without QUIC and TLS overhead).
+    pub sent: usize,
+    /// Response bytes received.
+    pub received: usize,
+}
+
+/// The institution's side.
+pub struct PrivateQueryClient;
+
+impl PrivateQueryClient {
+    /// The node's index size and epoch.
+    pub async fn info(connection: &PeerConnection) -> Result<IndexInfo, FederationError> {
+        Ok(Self::info_traffic(connection).await?.0)
+    }
+
+    async fn info_traffic(
+        connection: &PeerConnection,
+    ) -> Result<(IndexInfo, QueryTraffic), FederationError> {
+        let payload = encode(
+            &RequestHeader {
+                op: "pq.info".into(),
+                ..Default::default()
+            },
+            &[],
+        )?;
+        let response = connection.request(&payload).await?;
+        let traffic = QueryTraffic {
+            sent: payload.len(),
+            received: response.len(),
+        };
+        Ok((decode::<IndexInfo>(&response)?.0, traffic))
+    }
+
+    /// Download the node's filter, or only what changed since `current` (filter mode's offline
+    /// step). Returns the index and the bytes received.
+    pub async fn sync_filter(
+        connection: &PeerConnection,
+        current: Option<FilterIndex>,
+    ) -> Result<(FilterIndex, usize), FederationError> {
+        let since = current.as_ref().map(FilterIndex::epoch);
+        let mut from_bucket = 0;
+        let mut received = 0;
+        let mut whole: Option<Snapshot> = None;
+        loop {
+            let payload = encode(
+                &RequestHeader {
+                    op: "pq.snapshot".into(),
+                    since,
+                    from_bucket,
+                },
+                &[],
+            )?;
+            let response = connection.request(&payload).await?;
+            received += response.len();
+            let (page, body) = decode::<PageHeader>(&response)?;
+            let snapshot = Snapshot::decode(body)?;
+            match &mut whole {
+                None => whole = Some(snapshot),
+                Some(w) => w.entries.extend_from_slice(&snapshot.entries),
+            }
+            match page.next_bucket {
+                Some(next) if next > from_bucket => from_bucket = next,
+                Some(_) => {
+                    return Err(FederationError::Malformed(
+                        "the node's snapshot pages do not advance".into(),
+                    ));
+                }
+                None => break,
+            }
+        }
+        let snapshot = whole.expect("at least one page");
+        let index = match current {
+            Some(mut index) if snapshot.delta => {
+                index.apply(&snapshot)?;
+                index
+            }
+            _ => FilterIndex::from_snapshot(&snapshot)?,
+        };
+        Ok((index, received))
+    }
+
+    /// Ask for `ids` privately. Bucket mode asks the node for its bucket count first; filter mode
+    /// needs the institution's synced `filter`.
+    pub async fn query(
+        connection: &PeerConnection,
+        mode: QueryMode,
+        ids: Vec<Vec<u8>>,
+        filter: Option<&FilterIndex>,
+    ) -> Result<(Vec<QueryAnswer>, QueryTraffic), FederationError> {
+        let (bucket_count, mut traffic) = match mode {
+            QueryMode::Bucket => {
+                let (info, traffic) = Self::info_traffic(connection).await?;
+                (info.bucket_count, traffic)
+            }
+            QueryMode::Filter => (0, QueryTraffic::default()),
+        };
+        let mut fill = |bytes: &mut [u8; 64]| rand::fill(&mut bytes[..]);
+        let (query, request) = PrivateQuery::new(mode, ids, bucket_count, &mut fill)?;
+        let payload = encode(
+            &RequestHeader {
+                op: "pq.query".into(),
+                ..Default::default()
+            },
+            &request.encode(),
+        )?;
+        traffic.sent += payload.len();
+        let response = connection.request(&payload).await?;
+        traffic.received += response.len();
+        let (_, body): ((), _) = decode(&response)?;
+        let response = QueryResponse::decode(body)?;
+        let answers = tokio::task::block_in_place(|| query.finish(&response, filter))?;
+        Ok((answers, traffic))
+    }
+}
+
+/// Wait between refreshes of the index in a serving node.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(60);

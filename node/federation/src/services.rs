@@ -1,0 +1,50 @@
+//! One handler for a node's peer endpoint, routing each request to the service its operation
+//! names: `fhe.*` to encrypted scoring, `pq.*` to private credit queries.
+
+use serde::Deserialize;
+use xy_gmtls::pki::PeerIdentity;
+use xy_transport::{BulkReceiver, Handler};
+
+use crate::message::decode;
+use crate::{PrivateQueryService, ScoringService};
+
+#[derive(Deserialize)]
+struct Operation {
+    op: String,
+}
+
+/// The services a node offers on its peer endpoint; a missing one refuses its operations.
+#[derive(Default)]
+pub struct NodeServices {
+    /// Encrypted scoring (`fhe.*`).
+    pub scoring: Option<ScoringService>,
+    /// Private credit queries (`pq.*`).
+    pub private_query: Option<PrivateQueryService>,
+}
+
+impl Handler for NodeServices {
+    async fn request(&self, peer: &PeerIdentity, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        let (operation, _) = decode::<Operation>(&payload).map_err(|e| e.to_string())?;
+        let op = operation.op;
+        match (op.split('.').next(), &self.scoring, &self.private_query) {
+            (Some("fhe"), Some(scoring), _) => scoring.request(peer, payload).await,
+            (Some("pq"), _, Some(private_query)) => private_query.request(peer, payload).await,
+            _ => Err(format!("this node does not offer {op:?}")),
+        }
+    }
+
+    async fn bulk(
+        &self,
+        peer: &PeerIdentity,
+        name: Vec<u8>,
+        body: &mut BulkReceiver<'_>,
+    ) -> Result<(), String> {
+        match &self.scoring {
+            Some(scoring) if name.starts_with(b"fhe.") => scoring.bulk(peer, name, body).await,
+            _ => Err(format!(
+                "this node takes no transfer {:?}",
+                String::from_utf8_lossy(&name)
+            )),
+        }
+    }
+}

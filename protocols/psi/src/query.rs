@@ -1,0 +1,1020 @@
+//! Private credit query (system B3, 信易贷): an institution learns the records of the subjects it
+//! asks about; the node learns at most one bucket of candidates per id (bucket mode) or nothing but
+//! how many ids were asked (filter mode). Sans-IO: randomness comes in as an argument.
+//!
+//! The building block is the 2HashDH OPRF on Ristretto255, F_k(x) = SM3(domain ‖ x ‖ k·H(x)):
+//! - The node holds k and evaluates F over its subject keys (统一社会信用代码) once, and again for
+//!   each subject whose records change ([`LabelIndex`]). A subject's records (its *label*) are
+//!   sealed with SM4-GCM under a key derived from F_k(subject) and filed under an 8-byte tag, also
+//!   derived from F_k(subject).
+//! - The institution sends H(x)·r for a random r; the node returns k·H(x)·r without learning x
+//!   ([`OprfKey::evaluate`]); the institution removes r and derives the same tag and key
+//!   ([`PrivateQuery`]).
+//! - **Bucket mode**: the query names each id's bucket — a public hash of the id modulo the bucket
+//!   count, which is chosen so that a bucket holds at least [`MIN_BUCKET`] subjects (a small bucket
+//!   is answered together with the next ones until it does) — and the answer carries every entry
+//!   of that bucket. The institution opens only entries whose key it can derive: those of its own
+//!   ids.
+//! - **Filter mode**: the institution keeps a [`FilterIndex`] — every tag and sealed label,
+//!   downloaded once as a snapshot and then as deltas by epoch — and the online query is the OPRF
+//!   alone: the node learns the number of ids and nothing else.
+//!
+//! A sealed label is opaque without one online evaluation per guessed id, which the node counts,
+//! audits and rate-limits. Labels are padded to a multiple of [`LABEL_PADDING`] bytes, so their
+//! length reveals only a coarse size class.
+
+use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::scalar::Scalar;
+use rayon::prelude::*;
+
+use crate::PsiError;
+use crate::group::{POINT_LEN, PsiGroup, Ristretto255};
+
+/// Bytes of an entry's tag.
+pub const TAG_LEN: usize = 8;
+/// Fewest subjects a bucket-mode answer covers.
+pub const MIN_BUCKET: usize = 1000;
+/// Most ids in one query.
+pub const MAX_QUERY_IDS: usize = 1000;
+/// Labels are padded to a multiple of this many bytes.
+pub const LABEL_PADDING: usize = 32;
+/// Largest sealed label accepted (bytes).
+pub const MAX_LABEL: usize = 1 << 20;
+/// Protocol version of the query messages.
+pub const QUERY_VERSION: u8 = 1;
+
+const DOMAIN: &[u8] = b"xinyong/private-credit-query/v1";
+const GCM_TAG: usize = 16;
+/// tag ‖ version ‖ length of the sealed label.
+const ENTRY_HEADER: usize = TAG_LEN + 8 + 4;
+
+/// The node's OPRF key. Secret: it decides which sealed labels anybody can open.
+#[derive(Clone)]
+pub struct OprfKey(Scalar);
+
+impl std::fmt::Debug for OprfKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OprfKey(..)")
+    }
+}
+
+impl OprfKey {
+    /// A key from 64 uniformly random bytes.
+    pub fn from_random(bytes: &[u8; 64]) -> Self {
+        Self(Ristretto255::scalar_from_random(bytes))
+    }
+
+    /// The key's 32-byte encoding (to store it sealed).
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// A key from [`OprfKey::to_bytes`]; refuses non-canonical encodings and zero.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, PsiError> {
+        let scalar = Option::<Scalar>::from(Scalar::from_canonical_bytes(*bytes)).ok_or(
+            PsiError::Malformed("the OPRF key is not a canonical scalar"),
+        )?;
+        if scalar == Scalar::ZERO {
+            return Err(PsiError::Malformed("the OPRF key is zero"));
+        }
+        Ok(Self(scalar))
+    }
+
+    /// F_k(id), computed directly (the node's side).
+    pub fn output(&self, id: &[u8]) -> OprfOutput {
+        OprfOutput::finalize(id, &(Ristretto255::hash_to_point(id) * self.0))
+    }
+
+    /// Evaluate blinded points from an institution, on all cores. Every point is validated
+    /// first; an invalid one is refused, never multiplied.
+    pub fn evaluate(&self, blinded: &[[u8; POINT_LEN]]) -> Result<Vec<[u8; POINT_LEN]>, PsiError> {
+        let points = blinded
+            .iter()
+            .map(Ristretto255::decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(points
+            .par_iter()
+            .map(|p| Ristretto255::encode(&(p * self.0)))
+            .collect())
+    }
+}
+
+/// An OPRF output: the secret from which a subject's tag and label key derive.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct OprfOutput([u8; 32]);
+
+impl std::fmt::Debug for OprfOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OprfOutput(..)")
+    }
+}
+
+impl OprfOutput {
+    fn finalize(id: &[u8], point: &RistrettoPoint) -> Self {
+        let mut h = xy_shangmi::Sm3Hasher::new();
+        h.update(DOMAIN);
+        h.update(&(id.len() as u32).to_be_bytes());
+        h.update(id);
+        h.update(&Ristretto255::encode(point));
+        Self(h.finish())
+    }
+
+    /// The tag an entry is filed under.
+    pub fn tag(&self) -> [u8; TAG_LEN] {
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&xy_shangmi::derive_key(&self.0, "xinyong pcq tag")[..TAG_LEN]);
+        tag
+    }
+
+    fn cipher(&self) -> xy_shangmi::Sm4Gcm {
+        let key = xy_shangmi::derive_key(&self.0, "xinyong pcq label key");
+        xy_shangmi::Sm4Gcm::new(&key[..16]).expect("a 16-byte key")
+    }
+
+    /// Seal a label as one encoded entry (tag ‖ version ‖ length ‖ SM4-GCM ciphertext ‖ GCM tag).
+    /// `version` must change whenever the label does: it is the GCM nonce under this key.
+    pub fn seal(&self, version: u64, label: &[u8]) -> Vec<u8> {
+        let tag = self.tag();
+        let padded_len = (4 + label.len()).div_ceil(LABEL_PADDING) * LABEL_PADDING;
+        let mut out = Vec::with_capacity(ENTRY_HEADER + padded_len + GCM_TAG);
+        out.extend_from_slice(&tag);
+        out.extend_from_slice(&version.to_be_bytes());
+        out.extend_from_slice(&((padded_len + GCM_TAG) as u32).to_be_bytes());
+        let body = out.len();
+        out.extend_from_slice(&(label.len() as u32).to_be_bytes());
+        out.extend_from_slice(label);
+        out.resize(body + padded_len, 0);
+        let (head, plaintext) = out.split_at_mut(body);
+        let gcm_tag =
+            self.cipher()
+                .encrypt_detached(&nonce(version), &head[..TAG_LEN + 8], plaintext);
+        out.extend_from_slice(&gcm_tag);
+        out
+    }
+
+    /// Open an entry sealed under this output.
+    pub fn open(&self, entry: &EntryRef<'_>) -> Result<Vec<u8>, PsiError> {
+        let bad = PsiError::Malformed("a sealed label does not open under its tag's key");
+        if entry.tag != self.tag() || entry.sealed.len() < GCM_TAG + 4 {
+            return Err(bad);
+        }
+        let mut aad = [0u8; TAG_LEN + 8];
+        aad[..TAG_LEN].copy_from_slice(&entry.tag);
+        aad[TAG_LEN..].copy_from_slice(&entry.version.to_be_bytes());
+        let (body, gcm_tag) = entry.sealed.split_at(entry.sealed.len() - GCM_TAG);
+        let mut plain = body.to_vec();
+        let gcm_tag: [u8; GCM_TAG] = gcm_tag.try_into().map_err(|_| bad.clone())?;
+        self.cipher()
+            .decrypt_detached(&nonce(entry.version), &aad, &mut plain, &gcm_tag)
+            .map_err(|_| bad.clone())?;
+        let len = u32::from_be_bytes(plain[..4].try_into().map_err(|_| bad.clone())?) as usize;
+        if len > plain.len() - 4 {
+            return Err(bad);
+        }
+        plain.truncate(4 + len);
+        plain.drain(..4);
+        Ok(plain)
+    }
+}
+
+fn nonce(version: u64) -> [u8; 12] {
+    let mut nonce = [0u8; 12];
+    nonce[..8].copy_from_slice(&version.to_be_bytes());
+    nonce
+}
+
+/// An id's bucket: a public hash of the id modulo the bucket count.
+pub fn bucket_of(id: &[u8], bucket_count: u32) -> u32 {
+    let mut h = xy_shangmi::Sm3Hasher::new();
+    h.update(DOMAIN);
+    h.update(b"bucket");
+    h.update(id);
+    let digest = h.finish();
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % bucket_count.max(1)
+}
+
+/// The bucket count for `subjects` subjects: a mean of 1.25 × [`MIN_BUCKET`] per bucket, so that
+/// nearly every bucket reaches the minimum on its own.
+pub fn bucket_count_for(subjects: usize) -> u32 {
+    (subjects / (MIN_BUCKET * 5 / 4)).clamp(1, u32::MAX as usize) as u32
+}
+
+/// One entry, borrowed from encoded bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// The tag.
+    pub tag: [u8; TAG_LEN],
+    /// The label's version (the GCM nonce).
+    pub version: u64,
+    /// Ciphertext ‖ GCM tag (empty for a removal in a delta).
+    pub sealed: &'a [u8],
+}
+
+impl EntryRef<'_> {
+    fn encoded_len(&self) -> usize {
+        ENTRY_HEADER + self.sealed.len()
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.tag);
+        out.extend_from_slice(&self.version.to_be_bytes());
+        out.extend_from_slice(&(self.sealed.len() as u32).to_be_bytes());
+        out.extend_from_slice(self.sealed);
+    }
+}
+
+/// The entries of encoded bytes, in order; stops with an error at the first malformed one.
+pub fn entries(bytes: &[u8]) -> impl Iterator<Item = Result<EntryRef<'_>, PsiError>> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let parsed = (|| {
+            let mut r = Reader::new(rest);
+            let tag: [u8; TAG_LEN] = r.array()?;
+            let version = r.u64()?;
+            let len = r.u32()? as usize;
+            if len > MAX_LABEL {
+                return Err(PsiError::Malformed("a sealed label beyond the limit"));
+            }
+            let sealed = r.bytes(len)?;
+            Ok((
+                EntryRef {
+                    tag,
+                    version,
+                    sealed,
+                },
+                r.remaining(),
+            ))
+        })();
+        match parsed {
+            Ok((entry, remaining)) => {
+                rest = remaining;
+                Some(Ok(entry))
+            }
+            Err(e) => {
+                rest = &[];
+                Some(Err(e))
+            }
+        }
+    })
+}
+
+/// The node's side: every subject's entry, by bucket, sorted by tag within a bucket.
+pub struct LabelIndex {
+    key: OprfKey,
+    bucket_count: u32,
+    buckets: Vec<Vec<u8>>,
+    subjects: usize,
+    epoch: u64,
+    /// (epoch, bucket, tag) of every change, for filter deltas.
+    changes: Vec<(u64, u32, [u8; TAG_LEN])>,
+}
+
+impl std::fmt::Debug for LabelIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabelIndex")
+            .field("bucket_count", &self.bucket_count)
+            .field("subjects", &self.subjects)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LabelIndex {
+    /// Evaluate the OPRF over every subject (on all cores) and seal its label. `epoch` is the
+    /// version of every label of this build (it must exceed any version sealed before under the
+    /// same key). A subject listed twice keeps its last label.
+    pub fn build(key: OprfKey, subjects: Vec<(Vec<u8>, Vec<u8>)>, epoch: u64) -> Self {
+        let mut unique: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+            std::collections::HashMap::with_capacity(subjects.len());
+        for (id, label) in subjects {
+            unique.insert(id, label);
+        }
+        let bucket_count = bucket_count_for(unique.len());
+        let mut sealed: Vec<(u32, [u8; TAG_LEN], Vec<u8>)> = unique
+            .into_par_iter()
+            .map(|(id, label)| {
+                let output = key.output(&id);
+                (
+                    bucket_of(&id, bucket_count),
+                    output.tag(),
+                    output.seal(epoch, &label),
+                )
+            })
+            .collect();
+        sealed.par_sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let subjects = sealed.len();
+        let mut buckets = vec![Vec::new(); bucket_count as usize];
+        for (bucket, _, entry) in sealed {
+            buckets[bucket as usize].extend_from_slice(&entry);
+        }
+        Self {
+            key,
+            bucket_count,
+            buckets,
+            subjects,
+            epoch,
+            changes: Vec::new(),
+        }
+    }
+
+    /// Buckets the ids are hashed into.
+    pub fn bucket_count(&self) -> u32 {
+        self.bucket_count
+    }
+
+    /// Subjects held.
+    pub fn subjects(&self) -> usize {
+        self.subjects
+    }
+
+    /// The epoch: raised by every change.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Put or replace one subject's label (the OPRF is evaluated for this subject only).
+    pub fn upsert(&mut self, id: &[u8], label: &[u8]) {
+        self.epoch += 1;
+        let output = self.key.output(id);
+        let entry = output.seal(self.epoch, label);
+        self.replace(id, output.tag(), Some(entry));
+    }
+
+    /// Remove one subject (its records were all withdrawn).
+    pub fn remove(&mut self, id: &[u8]) {
+        self.epoch += 1;
+        let tag = self.key.output(id).tag();
+        self.replace(id, tag, None);
+    }
+
+    fn replace(&mut self, id: &[u8], tag: [u8; TAG_LEN], entry: Option<Vec<u8>>) {
+        let bucket = bucket_of(id, self.bucket_count);
+        let old = std::mem::take(&mut self.buckets[bucket as usize]);
+        let mut new = Vec::with_capacity(old.len() + entry.as_ref().map_or(0, Vec::len));
+        let mut placed = false;
+        let mut existed = false;
+        // The bucket was written by this index: its entries parse.
+        for e in entries(&old).flatten() {
+            if !placed && e.tag >= tag {
+                if let Some(entry) = &entry {
+                    new.extend_from_slice(entry);
+                }
+                placed = true;
+            }
+            if e.tag == tag {
+                existed = true;
+            } else {
+                e.write(&mut new);
+            }
+        }
+        if !placed && let Some(entry) = &entry {
+            new.extend_from_slice(entry);
+        }
+        self.buckets[bucket as usize] = new;
+        match (existed, entry.is_some()) {
+            (false, true) => self.subjects += 1,
+            (true, false) => self.subjects -= 1,
+            _ => {}
+        }
+        self.changes.push((self.epoch, bucket, tag));
+    }
+
+    /// Answer a query: evaluate the blinded points and, in bucket mode, attach each distinct
+    /// bucket's entries (with the following buckets when it holds fewer than [`MIN_BUCKET`]).
+    pub fn answer(&self, request: &QueryRequest) -> Result<QueryResponse, PsiError> {
+        if request.items.is_empty() || request.items.len() > MAX_QUERY_IDS {
+            return Err(PsiError::Protocol(format!(
+                "a query asks for 1 to {MAX_QUERY_IDS} ids, not {}",
+                request.items.len()
+            )));
+        }
+        let blinded: Vec<[u8; POINT_LEN]> = request.items.iter().map(|i| i.blinded).collect();
+        let evaluated = self.key.evaluate(&blinded)?;
+        let mut buckets = Vec::new();
+        if request.mode == QueryMode::Bucket {
+            if request.bucket_count != self.bucket_count {
+                return Err(PsiError::Protocol(format!(
+                    "the query was made for {} buckets; the node has {} (fetch the index info again)",
+                    request.bucket_count, self.bucket_count
+                )));
+            }
+            let mut asked: Vec<u32> = request.items.iter().map(|i| i.bucket).collect();
+            asked.sort_unstable();
+            asked.dedup();
+            for bucket in asked {
+                if bucket >= self.bucket_count {
+                    return Err(PsiError::Protocol(format!(
+                        "bucket {bucket} does not exist"
+                    )));
+                }
+                buckets.push((bucket, self.candidates(bucket)));
+            }
+        }
+        Ok(QueryResponse { evaluated, buckets })
+    }
+
+    /// Bucket `bucket`'s entries, followed by the next buckets' until at least [`MIN_BUCKET`]
+    /// subjects are covered (or all of them).
+    fn candidates(&self, bucket: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut covered = 0;
+        for step in 0..self.bucket_count {
+            let b = (bucket + step) % self.bucket_count;
+            let bytes = &self.buckets[b as usize];
+            covered += entries(bytes).count();
+            out.extend_from_slice(bytes);
+            if covered >= MIN_BUCKET {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Every entry (a full filter snapshot), or what changed after `since` (a delta: changed
+    /// entries, and removals as entries with an empty label).
+    pub fn snapshot(&self, since: Option<u64>) -> Snapshot {
+        self.snapshot_page(since, 0, usize::MAX).0
+    }
+
+    /// One page of [`LabelIndex::snapshot`]: whole buckets from `from_bucket` on, stopping once
+    /// the page holds `max_bytes` of entries (at least one bucket); returns the next page's first
+    /// bucket, or `None` after the last. Changes made between pages reach the institution with
+    /// its next delta (the page's epoch is taken before them).
+    pub fn snapshot_page(
+        &self,
+        since: Option<u64>,
+        from_bucket: u32,
+        max_bytes: usize,
+    ) -> (Snapshot, Option<u32>) {
+        let mut body = Vec::new();
+        let mut next = None;
+        let changed: Vec<(u32, [u8; TAG_LEN])> = match since {
+            None => Vec::new(),
+            Some(since) => {
+                let mut changed: Vec<(u32, [u8; TAG_LEN])> = self
+                    .changes
+                    .iter()
+                    .filter(|(epoch, bucket, _)| *epoch > since && *bucket >= from_bucket)
+                    .map(|(_, bucket, tag)| (*bucket, *tag))
+                    .collect();
+                changed.sort_unstable();
+                changed.dedup();
+                changed
+            }
+        };
+        for bucket in from_bucket..self.bucket_count {
+            if body.len() >= max_bytes {
+                next = Some(bucket);
+                break;
+            }
+            let entries_of_bucket = &self.buckets[bucket as usize];
+            if since.is_none() {
+                body.extend_from_slice(entries_of_bucket);
+                continue;
+            }
+            let start = changed.partition_point(|(b, _)| *b < bucket);
+            let end = changed.partition_point(|(b, _)| *b <= bucket);
+            for (_, tag) in &changed[start..end] {
+                match entries(entries_of_bucket).flatten().find(|e| e.tag == *tag) {
+                    Some(entry) => entry.write(&mut body),
+                    None => EntryRef {
+                        tag: *tag,
+                        version: self.epoch,
+                        sealed: &[],
+                    }
+                    .write(&mut body),
+                }
+            }
+        }
+        let snapshot = Snapshot {
+            epoch: self.epoch,
+            bucket_count: self.bucket_count,
+            subjects: self.subjects as u64,
+            delta: since.is_some(),
+            entries: body,
+        };
+        (snapshot, next)
+    }
+}
+
+/// A filter snapshot or delta, as it travels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The node's epoch when it was made.
+    pub epoch: u64,
+    /// The node's bucket count.
+    pub bucket_count: u32,
+    /// Subjects the node holds.
+    pub subjects: u64,
+    /// Whether this is a delta (removals are entries with an empty label).
+    pub delta: bool,
+    /// Encoded entries.
+    pub entries: Vec<u8>,
+}
+
+const SNAPSHOT_MAGIC: &[u8; 4] = b"XPQS";
+
+impl Snapshot {
+    /// Bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(26 + self.entries.len());
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.push(QUERY_VERSION);
+        out.push(u8::from(self.delta));
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        out.extend_from_slice(&self.bucket_count.to_be_bytes());
+        out.extend_from_slice(&self.subjects.to_be_bytes());
+        out.extend_from_slice(&self.entries);
+        out
+    }
+
+    /// Parse [`Snapshot::encode`]'s bytes, checking every entry.
+    pub fn decode(bytes: &[u8]) -> Result<Self, PsiError> {
+        let mut r = Reader::new(bytes);
+        if &r.array::<4>()? != SNAPSHOT_MAGIC {
+            return Err(PsiError::Malformed("not a filter snapshot"));
+        }
+        if r.u8()? != QUERY_VERSION {
+            return Err(PsiError::Malformed("unknown snapshot version"));
+        }
+        let delta = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(PsiError::Malformed("unknown snapshot kind")),
+        };
+        let epoch = r.u64()?;
+        let bucket_count = r.u32()?;
+        let subjects = r.u64()?;
+        let entries_bytes = r.remaining();
+        for entry in entries(entries_bytes) {
+            entry?;
+        }
+        Ok(Self {
+            epoch,
+            bucket_count,
+            subjects,
+            delta,
+            entries: entries_bytes.to_vec(),
+        })
+    }
+}
+
+/// The institution's copy of the node's entries (filter mode): sorted tags over one byte arena.
+#[derive(Debug, Default, Clone)]
+pub struct FilterIndex {
+    epoch: u64,
+    bucket_count: u32,
+    tags: Vec<[u8; TAG_LEN]>,
+    offsets: Vec<usize>,
+    arena: Vec<u8>,
+}
+
+impl FilterIndex {
+    /// The index of a full snapshot.
+    pub fn from_snapshot(snapshot: &Snapshot) -> Result<Self, PsiError> {
+        if snapshot.delta {
+            return Err(PsiError::Protocol(
+                "a delta needs the full snapshot first".into(),
+            ));
+        }
+        let mut index = Self::default();
+        index.rebuild(snapshot, entries(&snapshot.entries).flatten().collect())?;
+        Ok(index)
+    }
+
+    fn rebuild(
+        &mut self,
+        snapshot: &Snapshot,
+        mut list: Vec<EntryRef<'_>>,
+    ) -> Result<(), PsiError> {
+        list.sort_unstable_by_key(|e| e.tag);
+        if list.windows(2).any(|w| w[0].tag == w[1].tag) {
+            return Err(PsiError::Malformed("a tag appears twice in the snapshot"));
+        }
+        let mut arena = Vec::with_capacity(list.iter().map(EntryRef::encoded_len).sum());
+        let mut tags = Vec::with_capacity(list.len());
+        let mut offsets = Vec::with_capacity(list.len());
+        for e in list.iter().filter(|e| !e.sealed.is_empty()) {
+            tags.push(e.tag);
+            offsets.push(arena.len());
+            e.write(&mut arena);
+        }
+        self.epoch = snapshot.epoch;
+        self.bucket_count = snapshot.bucket_count;
+        self.tags = tags;
+        self.offsets = offsets;
+        self.arena = arena;
+        Ok(())
+    }
+
+    /// Apply a delta made after this index's epoch.
+    pub fn apply(&mut self, delta: &Snapshot) -> Result<(), PsiError> {
+        if !delta.delta {
+            *self = Self::from_snapshot(delta)?;
+            return Ok(());
+        }
+        let changed: std::collections::HashMap<[u8; TAG_LEN], EntryRef<'_>> =
+            entries(&delta.entries)
+                .flatten()
+                .map(|e| (e.tag, e))
+                .collect();
+        let arena = std::mem::take(&mut self.arena);
+        let mut list: Vec<EntryRef<'_>> = entries(&arena)
+            .flatten()
+            .filter(|e| !changed.contains_key(&e.tag))
+            .collect();
+        list.extend(changed.values().copied());
+        let snapshot = Snapshot {
+            entries: Vec::new(),
+            ..delta.clone()
+        };
+        let mut next = Self::default();
+        next.rebuild(&snapshot, list)?;
+        *self = next;
+        Ok(())
+    }
+
+    /// The epoch this index is at (ask the node for the delta after it).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The node's bucket count when the snapshot was made.
+    pub fn bucket_count(&self) -> u32 {
+        self.bucket_count
+    }
+
+    /// Subjects held.
+    pub fn len(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty()
+    }
+
+    /// Whether a tag is present, and its entry.
+    pub fn find(&self, tag: &[u8; TAG_LEN]) -> Option<EntryRef<'_>> {
+        let at = self.tags.binary_search(tag).ok()?;
+        entries(&self.arena[self.offsets[at]..]).next()?.ok()
+    }
+}
+
+/// How a query finds its entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QueryMode {
+    /// The node answers with each id's bucket.
+    Bucket,
+    /// The institution looks up its own [`FilterIndex`].
+    Filter,
+}
+
+/// One blinded id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryItem {
+    /// Its bucket (bucket mode; 0 in filter mode).
+    pub bucket: u32,
+    /// H(id)·r.
+    pub blinded: [u8; POINT_LEN],
+}
+
+/// Institution → node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryRequest {
+    /// Mode.
+    pub mode: QueryMode,
+    /// The bucket count the buckets were computed for (bucket mode).
+    pub bucket_count: u32,
+    /// The blinded ids.
+    pub items: Vec<QueryItem>,
+}
+
+/// Node → institution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryResponse {
+    /// k·H(id)·r for each item, in order.
+    pub evaluated: Vec<[u8; POINT_LEN]>,
+    /// Bucket mode: each distinct asked bucket and its candidates' entries.
+    pub buckets: Vec<(u32, Vec<u8>)>,
+}
+
+const REQUEST_MAGIC: &[u8; 4] = b"XPQ?";
+const RESPONSE_MAGIC: &[u8; 4] = b"XPQ!";
+
+impl QueryRequest {
+    /// Bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(14 + self.items.len() * (POINT_LEN + 4));
+        out.extend_from_slice(REQUEST_MAGIC);
+        out.push(QUERY_VERSION);
+        out.push(match self.mode {
+            QueryMode::Bucket => 0,
+            QueryMode::Filter => 1,
+        });
+        out.extend_from_slice(&self.bucket_count.to_be_bytes());
+        out.extend_from_slice(&(self.items.len() as u32).to_be_bytes());
+        for item in &self.items {
+            if self.mode == QueryMode::Bucket {
+                out.extend_from_slice(&item.bucket.to_be_bytes());
+            }
+            out.extend_from_slice(&item.blinded);
+        }
+        out
+    }
+
+    /// Parse; refuses more than [`MAX_QUERY_IDS`] ids and trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, PsiError> {
+        let mut r = Reader::new(bytes);
+        if &r.array::<4>()? != REQUEST_MAGIC {
+            return Err(PsiError::Malformed("not a private query"));
+        }
+        if r.u8()? != QUERY_VERSION {
+            return Err(PsiError::Malformed("unknown query version"));
+        }
+        let mode = match r.u8()? {
+            0 => QueryMode::Bucket,
+            1 => QueryMode::Filter,
+            _ => return Err(PsiError::Malformed("unknown query mode")),
+        };
+        let bucket_count = r.u32()?;
+        let count = r.u32()? as usize;
+        if count > MAX_QUERY_IDS {
+            return Err(PsiError::Protocol(format!(
+                "a query asks for at most {MAX_QUERY_IDS} ids, not {count}"
+            )));
+        }
+        let mut items = Vec::with_capacity(count);
+        for _ in 0..count {
+            let bucket = if mode == QueryMode::Bucket {
+                r.u32()?
+            } else {
+                0
+            };
+            items.push(QueryItem {
+                bucket,
+                blinded: r.array()?,
+            });
+        }
+        r.finish()?;
+        Ok(Self {
+            mode,
+            bucket_count,
+            items,
+        })
+    }
+}
+
+impl QueryResponse {
+    /// Bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(RESPONSE_MAGIC);
+        out.push(QUERY_VERSION);
+        out.extend_from_slice(&(self.evaluated.len() as u32).to_be_bytes());
+        for point in &self.evaluated {
+            out.extend_from_slice(point);
+        }
+        out.extend_from_slice(&(self.buckets.len() as u32).to_be_bytes());
+        for (bucket, body) in &self.buckets {
+            out.extend_from_slice(&bucket.to_be_bytes());
+            out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+            out.extend_from_slice(body);
+        }
+        out
+    }
+
+    /// Parse, checking every entry.
+    pub fn decode(bytes: &[u8]) -> Result<Self, PsiError> {
+        let mut r = Reader::new(bytes);
+        if &r.array::<4>()? != RESPONSE_MAGIC {
+            return Err(PsiError::Malformed("not a private query answer"));
+        }
+        if r.u8()? != QUERY_VERSION {
+            return Err(PsiError::Malformed("unknown answer version"));
+        }
+        let count = r.u32()? as usize;
+        if count > MAX_QUERY_IDS {
+            return Err(PsiError::Malformed(
+                "more evaluated points than a query may ask",
+            ));
+        }
+        let mut evaluated = Vec::with_capacity(count);
+        for _ in 0..count {
+            evaluated.push(r.array()?);
+        }
+        let bucket_count = r.u32()? as usize;
+        if bucket_count > MAX_QUERY_IDS {
+            return Err(PsiError::Malformed("more buckets than a query may ask"));
+        }
+        let mut buckets = Vec::with_capacity(bucket_count);
+        for _ in 0..bucket_count {
+            let bucket = r.u32()?;
+            let len = usize::try_from(r.u64()?)
+                .map_err(|_| PsiError::Malformed("a bucket beyond the address space"))?;
+            let body = r.bytes(len)?;
+            for entry in entries(body) {
+                entry?;
+            }
+            buckets.push((bucket, body.to_vec()));
+        }
+        r.finish()?;
+        Ok(Self { evaluated, buckets })
+    }
+}
+
+/// What an institution learns about one id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryAnswer {
+    /// The id asked.
+    pub id: Vec<u8>,
+    /// Its label (the subject's records), if the node holds the subject.
+    pub label: Option<Vec<u8>>,
+}
+
+/// The institution's side of one query.
+pub struct PrivateQuery {
+    mode: QueryMode,
+    ids: Vec<Vec<u8>>,
+    unblinds: Vec<Scalar>,
+    buckets: Vec<u32>,
+}
+
+impl std::fmt::Debug for PrivateQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivateQuery")
+            .field("mode", &self.mode)
+            .field("ids", &self.ids.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrivateQuery {
+    /// Blind `ids` (1 to [`MAX_QUERY_IDS`]); `randomness` fills 64 bytes per id. In bucket mode
+    /// `bucket_count` is the node's (from its index info or the filter snapshot).
+    pub fn new(
+        mode: QueryMode,
+        ids: Vec<Vec<u8>>,
+        bucket_count: u32,
+        randomness: &mut dyn FnMut(&mut [u8; 64]),
+    ) -> Result<(Self, QueryRequest), PsiError> {
+        if ids.is_empty() || ids.len() > MAX_QUERY_IDS {
+            return Err(PsiError::Protocol(format!(
+                "a query asks for 1 to {MAX_QUERY_IDS} ids, not {}",
+                ids.len()
+            )));
+        }
+        if mode == QueryMode::Bucket && bucket_count == 0 {
+            return Err(PsiError::Protocol("the node's bucket count is zero".into()));
+        }
+        let blinds: Vec<Scalar> = ids
+            .iter()
+            .map(|_| {
+                let mut bytes = [0u8; 64];
+                randomness(&mut bytes);
+                Ristretto255::scalar_from_random(&bytes)
+            })
+            .collect();
+        let buckets: Vec<u32> = match mode {
+            QueryMode::Bucket => ids.iter().map(|id| bucket_of(id, bucket_count)).collect(),
+            QueryMode::Filter => vec![0; ids.len()],
+        };
+        let items = ids
+            .par_iter()
+            .zip(blinds.par_iter())
+            .zip(buckets.par_iter())
+            .map(|((id, r), bucket)| QueryItem {
+                bucket: *bucket,
+                blinded: Ristretto255::encode(&(Ristretto255::hash_to_point(id) * r)),
+            })
+            .collect();
+        let request = QueryRequest {
+            mode,
+            bucket_count: if mode == QueryMode::Bucket {
+                bucket_count
+            } else {
+                0
+            },
+            items,
+        };
+        let unblinds = blinds.iter().map(Scalar::invert).collect();
+        Ok((
+            Self {
+                mode,
+                ids,
+                unblinds,
+                buckets,
+            },
+            request,
+        ))
+    }
+
+    /// Unblind the node's answer and open the entries of the ids asked. Filter mode needs the
+    /// institution's [`FilterIndex`]. A point that is not a valid group element, a count that
+    /// does not match, or an entry under an id's tag that does not open ends the query with an
+    /// error.
+    pub fn finish(
+        self,
+        response: &QueryResponse,
+        filter: Option<&FilterIndex>,
+    ) -> Result<Vec<QueryAnswer>, PsiError> {
+        if response.evaluated.len() != self.ids.len() {
+            return Err(PsiError::Protocol(format!(
+                "{} ids asked, {} evaluated",
+                self.ids.len(),
+                response.evaluated.len()
+            )));
+        }
+        let filter = match (self.mode, filter) {
+            (QueryMode::Filter, None) => {
+                return Err(PsiError::Protocol(
+                    "filter mode needs the filter snapshot".into(),
+                ));
+            }
+            (_, filter) => filter,
+        };
+        let outputs = self
+            .ids
+            .par_iter()
+            .zip(self.unblinds.par_iter())
+            .zip(response.evaluated.par_iter())
+            .map(|((id, unblind), evaluated)| {
+                let point = Ristretto255::decode(evaluated)?;
+                Ok(OprfOutput::finalize(id, &(point * unblind)))
+            })
+            .collect::<Result<Vec<_>, PsiError>>()?;
+        let mut answers = Vec::with_capacity(self.ids.len());
+        for ((id, output), bucket) in self.ids.into_iter().zip(outputs).zip(self.buckets) {
+            let tag = output.tag();
+            let entry = match self.mode {
+                QueryMode::Filter => filter.and_then(|f| f.find(&tag)),
+                QueryMode::Bucket => {
+                    let (_, body) = response
+                        .buckets
+                        .iter()
+                        .find(|(b, _)| *b == bucket)
+                        .ok_or_else(|| {
+                            PsiError::Protocol(format!("the answer lacks bucket {bucket}"))
+                        })?;
+                    entries(body).flatten().find(|e| e.tag == tag)
+                }
+            };
+            let label = entry.map(|e| output.open(&e)).transpose()?;
+            answers.push(QueryAnswer { id, label });
+        }
+        Ok(answers)
+    }
+}
+
+/// Reads big-endian fields from a byte slice, checking every length.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { rest: bytes }
+    }
+
+    fn bytes(&mut self, len: usize) -> Result<&'a [u8], PsiError> {
+        if self.rest.len() < len {
+            return Err(PsiError::Malformed("a message ends before its fields do"));
+        }
+        let (head, tail) = self.rest.split_at(len);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], PsiError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.bytes(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, PsiError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, PsiError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, PsiError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    fn remaining(self) -> &'a [u8] {
+        self.rest
+    }
+
+    fn finish(self) -> Result<(), PsiError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(PsiError::Malformed("trailing bytes after a message"))
+        }
+    }
+}

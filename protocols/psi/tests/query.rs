@@ -1,0 +1,267 @@
+//! The private credit query against a plaintext lookup, in both modes: the institution gets the
+//! labels of the ids it holds and nothing for the others; a bucket answer covers at least
+//! `MIN_BUCKET` subjects; filter deltas carry changes and removals; invalid points are refused
+//! before they are multiplied; the codecs round-trip and never panic on garbage.
+
+use std::collections::HashMap;
+
+use rand::{Rng, SeedableRng};
+use xy_psi::query::{
+    FilterIndex, LabelIndex, MIN_BUCKET, OprfKey, PrivateQuery, QueryItem, QueryMode, QueryRequest,
+    QueryResponse, Snapshot, bucket_count_for, bucket_of, entries,
+};
+use xy_psi::{PsiError, PsiGroup, Ristretto255};
+
+fn uscc(i: u64) -> Vec<u8> {
+    format!("91510100{i:010}").into_bytes()
+}
+
+fn label(i: u64) -> Vec<u8> {
+    format!(r#"[{{"category":"xzcf","document":"川市监罚〔2025〕{i}号"}}]"#).into_bytes()
+}
+
+fn randomness(seed: u64) -> impl FnMut(&mut [u8; 64]) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    move |bytes: &mut [u8; 64]| rng.fill(&mut bytes[..])
+}
+
+fn key(seed: u64) -> OprfKey {
+    let mut bytes = [0u8; 64];
+    randomness(seed)(&mut bytes);
+    OprfKey::from_random(&bytes)
+}
+
+/// A node of `n` subjects: ids 0..n.
+fn node(n: u64) -> (LabelIndex, HashMap<Vec<u8>, Vec<u8>>) {
+    let subjects: Vec<(Vec<u8>, Vec<u8>)> = (0..n).map(|i| (uscc(i), label(i))).collect();
+    let plain = subjects.iter().cloned().collect();
+    (LabelIndex::build(key(1), subjects, 1), plain)
+}
+
+/// Ids the institution asks: some held by the node, some not.
+fn asked(rng: &mut impl Rng, n: u64, held: usize, absent: usize) -> Vec<Vec<u8>> {
+    let mut ids: Vec<Vec<u8>> = (0..held).map(|_| uscc(rng.random_range(0..n))).collect();
+    ids.extend((0..absent).map(|_| uscc(n + rng.random_range(0..1u64 << 30))));
+    ids
+}
+
+fn check(answers: &[xy_psi::query::QueryAnswer], plain: &HashMap<Vec<u8>, Vec<u8>>) {
+    for a in answers {
+        assert_eq!(a.label.as_ref(), plain.get(&a.id), "id {:?}", a.id);
+    }
+}
+
+#[test]
+fn bucket_mode_returns_the_labels_of_held_ids_only_and_covers_a_thousand_subjects() {
+    let (index, plain) = node(5000);
+    assert_eq!(index.subjects(), 5000);
+    assert_eq!(index.bucket_count(), bucket_count_for(5000));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let ids = asked(&mut rng, 5000, 6, 4);
+    let (query, request) = PrivateQuery::new(
+        QueryMode::Bucket,
+        ids.clone(),
+        index.bucket_count(),
+        &mut randomness(2),
+    )
+    .unwrap();
+    // What the node sees: the buckets and blinded points, never the ids.
+    for (item, id) in request.items.iter().zip(&ids) {
+        assert_eq!(item.bucket, bucket_of(id, index.bucket_count()));
+        assert_ne!(
+            item.blinded,
+            Ristretto255::encode(&Ristretto255::hash_to_point(id))
+        );
+    }
+    let response = QueryResponse::decode(&index.answer(&request).unwrap().encode()).unwrap();
+    for (_, body) in &response.buckets {
+        assert!(entries(body).count() >= MIN_BUCKET);
+    }
+    let answers = query.finish(&response, None).unwrap();
+    assert_eq!(answers.iter().filter(|a| a.label.is_some()).count(), 6);
+    check(&answers, &plain);
+}
+
+#[test]
+fn a_node_smaller_than_a_bucket_answers_with_everything() {
+    let (index, plain) = node(300);
+    let ids = vec![uscc(5), uscc(299), uscc(1_000_000)];
+    let (query, request) = PrivateQuery::new(
+        QueryMode::Bucket,
+        ids,
+        index.bucket_count(),
+        &mut randomness(3),
+    )
+    .unwrap();
+    let response = index.answer(&request).unwrap();
+    assert_eq!(entries(&response.buckets[0].1).count(), 300);
+    check(&query.finish(&response, None).unwrap(), &plain);
+}
+
+#[test]
+fn filter_mode_needs_only_the_oprf_online_and_follows_deltas() {
+    let (mut index, mut plain) = node(3000);
+    let snapshot = Snapshot::decode(&index.snapshot(None).encode()).unwrap();
+    let mut filter = FilterIndex::from_snapshot(&snapshot).unwrap();
+    assert_eq!(filter.len(), 3000);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let ids = asked(&mut rng, 3000, 5, 5);
+    let (query, request) =
+        PrivateQuery::new(QueryMode::Filter, ids.clone(), 0, &mut randomness(4)).unwrap();
+    // The online request carries blinded points only.
+    assert!(request.items.iter().all(|i| i.bucket == 0));
+    let response = index.answer(&request).unwrap();
+    assert!(response.buckets.is_empty());
+    check(&query.finish(&response, Some(&filter)).unwrap(), &plain);
+
+    // Changes at the node: a corrected label, a withdrawn subject, a new subject.
+    let since = filter.epoch();
+    index.upsert(&uscc(1), b"corrected");
+    plain.insert(uscc(1), b"corrected".to_vec());
+    index.remove(&uscc(2));
+    plain.remove(&uscc(2));
+    index.upsert(&uscc(9_999_999), b"new");
+    plain.insert(uscc(9_999_999), b"new".to_vec());
+    assert_eq!(index.subjects(), 3000);
+    let delta = Snapshot::decode(&index.snapshot(Some(since)).encode()).unwrap();
+    assert_eq!(
+        entries(&delta.entries).count(),
+        3,
+        "only the changes travel"
+    );
+    filter.apply(&delta).unwrap();
+    assert_eq!((filter.len(), filter.epoch()), (3000, index.epoch()));
+    let ids = vec![uscc(1), uscc(2), uscc(9_999_999), uscc(3)];
+    let (query, request) =
+        PrivateQuery::new(QueryMode::Filter, ids, 0, &mut randomness(5)).unwrap();
+    let answers = query
+        .finish(&index.answer(&request).unwrap(), Some(&filter))
+        .unwrap();
+    check(&answers, &plain);
+    // The same changes reach bucket mode.
+    let ids = vec![uscc(1), uscc(2), uscc(9_999_999)];
+    let (query, request) = PrivateQuery::new(
+        QueryMode::Bucket,
+        ids,
+        index.bucket_count(),
+        &mut randomness(6),
+    )
+    .unwrap();
+    check(
+        &query
+            .finish(&index.answer(&request).unwrap(), None)
+            .unwrap(),
+        &plain,
+    );
+}
+
+#[test]
+fn a_label_opens_only_under_its_own_ids_output() {
+    let k = key(9);
+    let entry = k.output(b"A").seal(1, b"secret records");
+    let parsed = entries(&entry).next().unwrap().unwrap();
+    assert_eq!(k.output(b"A").open(&parsed).unwrap(), b"secret records");
+    assert!(k.output(b"B").open(&parsed).is_err());
+    assert!(key(10).output(b"A").open(&parsed).is_err());
+    // Sizes are padded: short labels look alike.
+    assert_eq!(
+        k.output(b"A").seal(1, b"x").len(),
+        k.output(b"A").seal(1, b"twenty-seven bytes of text.").len()
+    );
+}
+
+#[test]
+fn invalid_points_are_refused_not_multiplied() {
+    let (index, _) = node(50);
+    let identity = [0u8; 32];
+    let not_canonical = [0xffu8; 32];
+    for bad in [identity, not_canonical] {
+        let request = QueryRequest {
+            mode: QueryMode::Filter,
+            bucket_count: 0,
+            items: vec![QueryItem {
+                bucket: 0,
+                blinded: bad,
+            }],
+        };
+        assert!(matches!(
+            index.answer(&request),
+            Err(PsiError::InvalidPoint(_))
+        ));
+    }
+    // And from the node's side: a forged answer point ends the query.
+    let (query, _) =
+        PrivateQuery::new(QueryMode::Filter, vec![uscc(1)], 0, &mut randomness(7)).unwrap();
+    let forged = QueryResponse {
+        evaluated: vec![identity],
+        buckets: vec![],
+    };
+    let filter = FilterIndex::default();
+    assert!(matches!(
+        query.finish(&forged, Some(&filter)),
+        Err(PsiError::InvalidPoint(_))
+    ));
+}
+
+#[test]
+fn bad_queries_are_refused_by_cause() {
+    let (index, _) = node(2600);
+    let (_, mut request) = PrivateQuery::new(
+        QueryMode::Bucket,
+        vec![uscc(1)],
+        index.bucket_count(),
+        &mut randomness(8),
+    )
+    .unwrap();
+    request.bucket_count += 1;
+    let err = index.answer(&request).unwrap_err().to_string();
+    assert!(err.contains("buckets"), "{err}");
+    request.bucket_count -= 1;
+    request.items[0].bucket = index.bucket_count();
+    let err = index.answer(&request).unwrap_err().to_string();
+    assert!(err.contains("does not exist"), "{err}");
+    let too_many: Vec<Vec<u8>> = (0..1001).map(uscc).collect();
+    assert!(PrivateQuery::new(QueryMode::Filter, too_many, 0, &mut randomness(9)).is_err());
+    assert!(PrivateQuery::new(QueryMode::Filter, vec![], 0, &mut randomness(9)).is_err());
+    // A delta before the snapshot is refused.
+    let delta = index.snapshot(Some(0));
+    assert!(FilterIndex::from_snapshot(&delta).is_err());
+}
+
+#[test]
+fn the_codecs_round_trip_and_never_panic_on_garbage() {
+    let (index, _) = node(1200);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for mode in [QueryMode::Bucket, QueryMode::Filter] {
+        let n = rng.random_range(1..20);
+        let ids: Vec<Vec<u8>> = (0..n).map(|_| uscc(rng.random_range(0..2000))).collect();
+        let (_, request) =
+            PrivateQuery::new(mode, ids, index.bucket_count(), &mut randomness(n)).unwrap();
+        let bytes = request.encode();
+        assert_eq!(QueryRequest::decode(&bytes).unwrap(), request);
+        let response = index.answer(&request).unwrap();
+        let answer_bytes = response.encode();
+        assert_eq!(QueryResponse::decode(&answer_bytes).unwrap(), response);
+        for cut in 0..bytes.len() {
+            assert!(QueryRequest::decode(&bytes[..cut]).is_err());
+        }
+        for cut in (0..answer_bytes.len()).step_by(97) {
+            assert!(QueryResponse::decode(&answer_bytes[..cut]).is_err());
+        }
+    }
+    let snapshot = index.snapshot(None).encode();
+    assert_eq!(Snapshot::decode(&snapshot).unwrap(), index.snapshot(None));
+    for _ in 0..20_000 {
+        let len = rng.random_range(0..120);
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        if bytes.len() >= 5 && rng.random_bool(0.5) {
+            let magic: &[u8] = [b"XPQ?", b"XPQ!", b"XPQS"][rng.random_range(0..3)];
+            bytes[..4].copy_from_slice(magic);
+            bytes[4] = 1;
+        }
+        let _ = QueryRequest::decode(&bytes);
+        let _ = QueryResponse::decode(&bytes);
+        let _ = Snapshot::decode(&bytes);
+        let _ = entries(&bytes).count();
+    }
+}
