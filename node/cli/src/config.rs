@@ -46,6 +46,8 @@ pub(crate) struct PeerConfig {
     pub(crate) crl: Option<PathBuf>,
     /// Days an uploaded scoring key stays cached (default 30).
     pub(crate) key_ttl_days: Option<u64>,
+    /// Ids each financial institution may ask per minute in private credit queries (default 600).
+    pub(crate) private_query_ids_per_minute: Option<u32>,
     /// The prefecture nodes the province asks for contributions.
     #[serde(default)]
     pub(crate) prefectures: Vec<PrefectureConfig>,

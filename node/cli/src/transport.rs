@@ -494,7 +494,8 @@ pub(crate) async fn psi(args: PsiArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Start the node's QUIC peer endpoint with the scoring service; returns the bound address.
+/// Start the node's QUIC peer endpoint with its services (encrypted scoring, private credit
+/// queries with an index refreshed every minute); returns the bound address.
 pub(crate) async fn start_peer_endpoint(
     node: &crate::config::Node,
     peer: &crate::config::PeerConfig,
@@ -537,8 +538,35 @@ pub(crate) async fn start_peer_endpoint(
         prefectures,
         today: std::sync::Arc::new(|| crate::config::now_cst().0),
     });
+    let oprf_key = xy_federation::load_or_create_oprf_key(&node.data_dir, &node.keys)?;
+    let private_query = xy_federation::PrivateQueryService::from_store(
+        node.stores.collection.clone(),
+        node.keys.clone(),
+        oprf_key,
+        peer.private_query_ids_per_minute
+            .unwrap_or(xy_federation::private_query::DEFAULT_IDS_PER_MINUTE),
+    )
+    .await
+    .context("building the private-query index")?;
+    let services = std::sync::Arc::new(xy_federation::NodeServices {
+        scoring: Some(service),
+        private_query: Some(private_query),
+    });
+    let refreshing = std::sync::Arc::clone(&services);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(xy_federation::private_query::REFRESH_EVERY);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            if let Some(private_query) = &refreshing.private_query
+                && let Err(e) = private_query.refresh().await
+            {
+                tracing::warn!(error = %e, "private-query index refresh failed");
+            }
+        }
+    });
     let addr = endpoint.local_addr()?;
     let serving = endpoint.clone();
-    tokio::spawn(async move { serving.serve(std::sync::Arc::new(service)).await });
+    tokio::spawn(async move { serving.serve(services).await });
     Ok(addr)
 }

@@ -5,6 +5,13 @@
 //! this client's key, the province adds and bands them without seeing any plaintext, and only this
 //! client decrypts the grade. The keys are generated on first use into `--keys DIR` (the client
 //! key never leaves it) and uploaded to the province once.
+//!
+//! `xinyong query --private --ids FILE --node ADDR ... [--mode bucket|filter]` asks a node for the
+//! public credit records of the subjects in FILE without revealing them: the ids travel blinded
+//! (an OPRF), and the node learns at most one bucket of at least 1,000 candidates per id (bucket
+//! mode, which returns the records) or nothing but their number (filter mode, which answers
+//! whether the node holds records on each id, from a copy of the node's filter kept in
+//! `--keys DIR` and synced by deltas). One JSON line per id; identity numbers arrive masked.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,10 +39,22 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["encrypted_score", "private"])))]
 struct QueryArgs {
     /// The encrypted credit grade of this subject (18-character unified social credit code).
     #[arg(long, value_name = "USCC")]
-    encrypted_score: String,
+    encrypted_score: Option<String>,
+    /// A private credit query: the records of the subjects in `--ids`, the ids never revealed.
+    #[arg(long, requires = "ids")]
+    private: bool,
+    /// The subjects of a private query: one unified social credit code per line (`#` comments).
+    #[arg(long, value_name = "FILE")]
+    ids: Option<PathBuf>,
+    /// Private query mode: `bucket` (records; the node learns one bucket of ≥ 1,000 candidates per
+    /// id) or `filter` (whether the node holds records on each id; the node learns nothing but the
+    /// number of ids; keeps the node's filter in --keys).
+    #[arg(long, value_enum, default_value_t = PrivateMode::Bucket)]
+    mode: PrivateMode,
     /// Also decrypt the clamped score, not only the grade.
     #[arg(long)]
     score: bool,
@@ -60,6 +79,15 @@ struct QueryArgs {
     /// Directory of this client's TFHE keys (generated on first use).
     #[arg(long, default_value = "xinyong-keys")]
     keys: PathBuf,
+}
+
+/// How a private query finds its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PrivateMode {
+    /// The node answers with each id's bucket.
+    Bucket,
+    /// This client looks up its copy of the node's filter.
+    Filter,
 }
 
 const KEY_FILES: [&str; 3] = ["client_key.tfhe", "server_key.tfhe", "public_key.tfhe"];
@@ -104,6 +132,13 @@ fn load_or_generate_keys(dir: &Path) -> anyhow::Result<RequesterKeys> {
 }
 
 async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    if args.private {
+        return private_query(args).await;
+    }
+    let subject = args
+        .encrypted_score
+        .clone()
+        .context("--encrypted-score USCC or --private")?;
     let credentials = Credentials::load(&args.cert, &args.key, &args.ca, None)?;
     let keys_dir = args.keys.clone();
     let keys = tokio::task::spawn_blocking(move || load_or_generate_keys(&keys_dir)).await??;
@@ -119,10 +154,10 @@ async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("connecting to {} ({})", args.node, args.server_name))?;
     let report = client
-        .score(&province, &args.encrypted_score, args.score)
+        .score(&province, &subject, args.score)
         .await
         .context("encrypted score")?;
-    println!("subject {}: grade {}", args.encrypted_score, report.grade);
+    println!("subject {subject}: grade {}", report.grade);
     if let Some(score) = report.score {
         println!(
             "score {score} (clamped to {}..={})",
@@ -146,6 +181,117 @@ async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         );
     }
     province.close(0, "done");
+    endpoint.wait_idle().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Read the ids of a private query: one USCC per line; blank lines and `#` comments skipped.
+fn read_ids(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let id = line.split('#').next().unwrap_or("").trim();
+        if id.is_empty() {
+            continue;
+        }
+        let valid = id.len() == 18
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+            && xy_policy::identifiers::uscc_check_char(&id.as_bytes()[..17])
+                == Some(id.as_bytes()[17]);
+        if !valid {
+            anyhow::bail!(
+                "{} line {}: {id:?} is not a unified social credit code (18 characters, check digit)",
+                path.display(),
+                n + 1
+            );
+        }
+        ids.push(id.to_owned());
+    }
+    if ids.is_empty() {
+        anyhow::bail!("{} holds no ids", path.display());
+    }
+    Ok(ids)
+}
+
+async fn private_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    use xy_federation::PrivateQueryClient;
+    use xy_psi::query::{FilterIndex, MAX_QUERY_IDS, QueryMode, Snapshot};
+    let ids_path = args.ids.as_deref().context("--private needs --ids FILE")?;
+    let ids = read_ids(ids_path)?;
+    let credentials = Credentials::load(&args.cert, &args.key, &args.ca, None)?;
+    let endpoint = PeerEndpoint::client(
+        "0.0.0.0:0".parse()?,
+        &credentials,
+        &EndpointOptions::default(),
+    )?;
+    let node = endpoint
+        .connect(args.node, &args.server_name)
+        .await
+        .with_context(|| format!("connecting to {} ({})", args.node, args.server_name))?;
+    let (mode, filter) = match args.mode {
+        PrivateMode::Bucket => (QueryMode::Bucket, None),
+        PrivateMode::Filter => {
+            // The filter is kept per node and synced by deltas.
+            let cache = args.keys.join(format!(
+                "filter-{}.xpqs",
+                args.server_name.replace(['/', '\\'], "_")
+            ));
+            let current = match std::fs::read(&cache) {
+                Ok(bytes) => Some(
+                    Snapshot::decode(&bytes)
+                        .and_then(|s| FilterIndex::from_snapshot(&s))
+                        .with_context(|| format!("reading {}", cache.display()))?,
+                ),
+                Err(_) => None,
+            };
+            let first = current.is_none();
+            let (filter, received) = PrivateQueryClient::sync_filter(&node, current)
+                .await
+                .context("syncing the filter")?;
+            eprintln!(
+                "xinyong: filter {} ({} subjects, epoch {}): {received} bytes",
+                if first { "downloaded" } else { "updated" },
+                filter.len(),
+                filter.epoch()
+            );
+            std::fs::create_dir_all(&args.keys)
+                .with_context(|| format!("creating {}", args.keys.display()))?;
+            write_private(&cache, &filter.to_snapshot().encode())?;
+            (QueryMode::Filter, Some(filter))
+        }
+    };
+    let mut found = 0;
+    let (mut sent, mut received) = (0, 0);
+    for chunk in ids.chunks(MAX_QUERY_IDS) {
+        let (answers, traffic) = PrivateQueryClient::query(
+            &node,
+            mode,
+            chunk.iter().map(|i| i.as_bytes().to_vec()).collect(),
+            filter.as_ref(),
+        )
+        .await
+        .context("private query")?;
+        sent += traffic.sent;
+        received += traffic.received;
+        for answer in answers {
+            let id = String::from_utf8_lossy(&answer.id).into_owned();
+            found += usize::from(answer.found);
+            let mut line = serde_json::json!({"id": id, "found": answer.found});
+            if let Some(label) = &answer.label {
+                line["records"] = serde_json::from_slice(label).context("the node's records")?;
+            }
+            println!("{line}");
+        }
+    }
+    eprintln!(
+        "xinyong: private query ({:?} mode): {} ids, {found} found; {sent} bytes sent, {received} received",
+        mode,
+        ids.len()
+    );
+    node.close(0, "done");
     endpoint.wait_idle().await;
     Ok(ExitCode::SUCCESS)
 }

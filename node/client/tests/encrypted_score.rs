@@ -214,4 +214,61 @@ fn a_bank_queries_an_encrypted_grade_from_the_province() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A private credit query at Chengdu's node, in both modes: the subject's records come back
+    // (identity numbers masked), an unknown company gets none.
+    let absent = {
+        let base = "91510100MA0000000";
+        let check = xy_policy::identifiers::uscc_check_char(base.as_bytes()).unwrap();
+        format!("{base}{}", char::from(check))
+    };
+    let ids = dir.path().join("ids.txt");
+    std::fs::write(&ids, format!("# customers\n{subject}\n\n{absent}\n")).unwrap();
+    let chengdu_addr = &prefectures[0].1;
+    let private = |mode: &str, ids: &Path| {
+        Command::new(CLIENT)
+            .args(["query", "--private", "--ids", ids.to_str().unwrap()])
+            .args(["--mode", mode, "--node", chengdu_addr])
+            .args(["--server-name", "chengdu.xinyong.internal"])
+            .args(["--cert", pki.join("bank.pem").to_str().unwrap()])
+            .args(["--key", pki.join("bank.key").to_str().unwrap()])
+            .args(["--ca", pki.join("ca.pem").to_str().unwrap()])
+            .args(["--keys", keys.to_str().unwrap()])
+            .output()
+            .expect("xinyong runs")
+    };
+    for mode in ["bucket", "filter", "filter"] {
+        let out = private(mode, &ids);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{mode}: {stderr}");
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0]["id"], subject.as_str());
+        assert_eq!(lines[0]["found"], true);
+        if mode == "bucket" {
+            let records = lines[0]["records"].as_array().unwrap();
+            assert!(!records.is_empty());
+            for r in records {
+                if let Some(number) = r.get("CF_FR_ZJHM").and_then(|v| v.as_str()) {
+                    assert!(number.contains('*'), "masked: {number}");
+                }
+            }
+        } else {
+            assert!(lines[0].get("records").is_none(), "filter mode: membership");
+        }
+        assert_eq!(lines[1]["found"], false);
+        assert!(stderr.contains("2 ids, 1 found"), "{stderr}");
+    }
+    assert!(keys.join("filter-chengdu.xinyong.internal.xpqs").is_file());
+    // A bad id is refused by line before anything is sent.
+    std::fs::write(&ids, format!("{subject}\n91510100MA000000\n")).unwrap();
+    let out = private("bucket", &ids);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -40,8 +40,8 @@ use crate::message::{decode, encode};
 pub const OPRF_KEY_FILE: &str = "private-query.key";
 /// Default budget of ids per institution per minute.
 pub const DEFAULT_IDS_PER_MINUTE: u32 = 600;
-/// Largest snapshot page (bytes of entries), below the transport's frame limit.
-const SNAPSHOT_PAGE: usize = 3 << 20;
+/// Most tags in one snapshot page (3 MiB, below the transport's frame limit).
+const SNAPSHOT_PAGE: usize = (3 << 20) / xy_psi::query::TAG_LEN;
 const OPRF_KEY_CONTEXT: &[u8] = b"xinyong private-query oprf key";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -94,13 +94,44 @@ pub fn load_or_create_oprf_key(dir: &Path, keys: &NodeKeys) -> Result<OprfKey, F
     }
 }
 
-/// A subject's label: its records as masked JSON views, in id order.
-fn label_of(records: &[StoredRecord], keys: &NodeKeys) -> Result<Vec<u8>, FederationError> {
+/// Largest label a client inflates (bytes of JSON).
+const MAX_INFLATED_LABEL: u64 = 64 << 20;
+
+/// A subject's label: its records as masked JSON views, in id order, deflated (a bucket answer
+/// carries a thousand labels; JSON with repeated field names shrinks about threefold).
+pub fn label_of(records: &[StoredRecord], keys: &NodeKeys) -> Result<Vec<u8>, FederationError> {
     let views = records
         .iter()
         .map(|r| record_view(r, keys, Disclosure::Masked))
         .collect::<Result<Vec<_>, _>>()?;
-    serde_json::to_vec(&views).map_err(|e| FederationError::Malformed(e.to_string()))
+    let json = serde_json::to_vec(&views).map_err(|e| FederationError::Malformed(e.to_string()))?;
+    Ok(deflate(&json))
+}
+
+/// Deflate a label's JSON.
+pub fn deflate(json: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(json);
+    encoder.finish().unwrap_or_default()
+}
+
+/// A label's records (JSON), inflated with a size limit.
+pub fn inflate(label: &[u8]) -> Result<Vec<u8>, FederationError> {
+    use std::io::Read;
+    let mut json = Vec::new();
+    flate2::read::DeflateDecoder::new(label)
+        .take(MAX_INFLATED_LABEL + 1)
+        .read_to_end(&mut json)
+        .map_err(|e| FederationError::Malformed(format!("a label does not inflate: {e}")))?;
+    if json.len() as u64 > MAX_INFLATED_LABEL {
+        return Err(FederationError::Malformed(
+            "a label inflates beyond 64 MiB".into(),
+        ));
+    }
+    Ok(json)
 }
 
 /// Per-institution budgets of ids per minute (token buckets).
@@ -375,8 +406,8 @@ impl PrivateQueryClient {
         Ok((decode::<IndexInfo>(&response)?.0, traffic))
     }
 
-    /// Download the node's filter, or only what changed since `current` (filter mode's offline
-    /// step). Returns the index and the bytes received.
+    /// Download the node's filter (its subjects' tags, 8 bytes each), or only what changed since
+    /// `current` (filter mode's offline step). Returns the filter and the bytes received.
     pub async fn sync_filter(
         connection: &PeerConnection,
         current: Option<FilterIndex>,
@@ -400,7 +431,10 @@ impl PrivateQueryClient {
             let snapshot = Snapshot::decode(body)?;
             match &mut whole {
                 None => whole = Some(snapshot),
-                Some(w) => w.entries.extend_from_slice(&snapshot.entries),
+                Some(w) => {
+                    w.added.extend_from_slice(&snapshot.added);
+                    w.removed.extend_from_slice(&snapshot.removed);
+                }
             }
             match page.next_bucket {
                 Some(next) if next > from_bucket => from_bucket = next,
@@ -423,8 +457,10 @@ impl PrivateQueryClient {
         Ok((index, received))
     }
 
-    /// Ask for `ids` privately. Bucket mode asks the node for its bucket count first; filter mode
-    /// needs the institution's synced `filter`.
+    /// Ask for `ids` privately. Bucket mode asks the node for its bucket count first and sends
+    /// one request per bucket (each answer is about a thousand subjects' labels), concurrently;
+    /// the answers carry each found subject's records as JSON. Filter mode sends one request, needs
+    /// the institution's synced `filter` and answers membership only.
     pub async fn query(
         connection: &PeerConnection,
         mode: QueryMode,
@@ -438,22 +474,49 @@ impl PrivateQueryClient {
             }
             QueryMode::Filter => (0, QueryTraffic::default()),
         };
-        let mut fill = |bytes: &mut [u8; 64]| rand::fill(&mut bytes[..]);
-        let (query, request) = PrivateQuery::new(mode, ids, bucket_count, &mut fill)?;
-        let payload = encode(
-            &RequestHeader {
-                op: "pq.query".into(),
-                ..Default::default()
-            },
-            &request.encode(),
-        )?;
-        traffic.sent += payload.len();
-        let response = connection.request(&payload).await?;
-        traffic.received += response.len();
-        let (_, body): ((), _) = decode(&response)?;
-        let response = QueryResponse::decode(body)?;
-        let answers = tokio::task::block_in_place(|| query.finish(&response, filter))?;
-        Ok((answers, traffic))
+        // Group ids by bucket (bucket mode): one request each, so that every answer holds one
+        // bucket. Filter mode: one group.
+        let mut groups: BTreeMap<u32, Vec<(usize, Vec<u8>)>> = BTreeMap::new();
+        for (at, id) in ids.into_iter().enumerate() {
+            let group = match mode {
+                QueryMode::Bucket => xy_psi::query::bucket_of(&id, bucket_count),
+                QueryMode::Filter => 0,
+            };
+            groups.entry(group).or_default().push((at, id));
+        }
+        let requests = groups.into_values().map(|group| async move {
+            let (positions, ids): (Vec<usize>, Vec<Vec<u8>>) = group.into_iter().unzip();
+            let mut fill = |bytes: &mut [u8; 64]| rand::fill(&mut bytes[..]);
+            let (query, request) = PrivateQuery::new(mode, ids, bucket_count, &mut fill)?;
+            let payload = encode(
+                &RequestHeader {
+                    op: "pq.query".into(),
+                    ..Default::default()
+                },
+                &request.encode(),
+            )?;
+            let response = connection.request(&payload).await?;
+            let (_, body): ((), _) = decode(&response)?;
+            let answer = QueryResponse::decode(body)?;
+            let answers = tokio::task::block_in_place(|| query.finish(&answer, filter))?;
+            Ok::<_, FederationError>((positions, answers, payload.len(), response.len()))
+        });
+        let mut answers: Vec<Option<QueryAnswer>> = Vec::new();
+        for result in futures::future::join_all(requests).await {
+            let (positions, group_answers, sent, received) = result?;
+            traffic.sent += sent;
+            traffic.received += received;
+            for (at, mut answer) in positions.into_iter().zip(group_answers) {
+                if let Some(label) = &answer.label {
+                    answer.label = Some(inflate(label)?);
+                }
+                if answers.len() <= at {
+                    answers.resize(at + 1, None);
+                }
+                answers[at] = Some(answer);
+            }
+        }
+        Ok((answers.into_iter().flatten().collect(), traffic))
     }
 }
 

@@ -15,9 +15,12 @@
 //!   is answered together with the next ones until it does) — and the answer carries every entry
 //!   of that bucket. The institution opens only entries whose key it can derive: those of its own
 //!   ids.
-//! - **Filter mode**: the institution keeps a [`FilterIndex`] — every tag and sealed label,
-//!   downloaded once as a snapshot and then as deltas by epoch — and the online query is the OPRF
-//!   alone: the node learns the number of ids and nothing else.
+//! - **Filter mode**: the institution keeps a [`FilterIndex`] — the node's tags, 8 bytes per
+//!   subject, downloaded once as a snapshot and then as deltas by epoch — and the online query is
+//!   the OPRF alone: the node learns the number of ids and nothing else, and the institution
+//!   learns which of its ids the node holds records on (pre-screening). The records themselves
+//!   come by bucket mode: a copy of every label would be gigabytes at ten million subjects, the
+//!   tags are 80 MB.
 //!
 //! A sealed label is opaque without one online evaluation per guessed id, which the node counts,
 //! audits and rate-limits. Labels are padded to a multiple of [`LABEL_PADDING`] bytes, so their
@@ -211,10 +214,6 @@ pub struct EntryRef<'a> {
 }
 
 impl EntryRef<'_> {
-    fn encoded_len(&self) -> usize {
-        ENTRY_HEADER + self.sealed.len()
-    }
-
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.tag);
         out.extend_from_slice(&self.version.to_be_bytes());
@@ -433,23 +432,24 @@ impl LabelIndex {
         out
     }
 
-    /// Every entry (a full filter snapshot), or what changed after `since` (a delta: changed
-    /// entries, and removals as entries with an empty label).
+    /// Every subject's tag (a full filter snapshot), or what changed after `since` (a delta:
+    /// tags added and tags removed).
     pub fn snapshot(&self, since: Option<u64>) -> Snapshot {
         self.snapshot_page(since, 0, usize::MAX).0
     }
 
     /// One page of [`LabelIndex::snapshot`]: whole buckets from `from_bucket` on, stopping once
-    /// the page holds `max_bytes` of entries (at least one bucket); returns the next page's first
+    /// the page holds `max_tags` tags (at least one bucket); returns the next page's first
     /// bucket, or `None` after the last. Changes made between pages reach the institution with
     /// its next delta (the page's epoch is taken before them).
     pub fn snapshot_page(
         &self,
         since: Option<u64>,
         from_bucket: u32,
-        max_bytes: usize,
+        max_tags: usize,
     ) -> (Snapshot, Option<u32>) {
-        let mut body = Vec::new();
+        let mut added = Vec::new();
+        let mut removed = Vec::new();
         let mut next = None;
         let changed: Vec<(u32, [u8; TAG_LEN])> = match since {
             None => Vec::new(),
@@ -466,26 +466,22 @@ impl LabelIndex {
             }
         };
         for bucket in from_bucket..self.bucket_count {
-            if body.len() >= max_bytes {
+            if added.len() + removed.len() >= max_tags {
                 next = Some(bucket);
                 break;
             }
-            let entries_of_bucket = &self.buckets[bucket as usize];
+            let bucket_entries = &self.buckets[bucket as usize];
             if since.is_none() {
-                body.extend_from_slice(entries_of_bucket);
+                added.extend(entries(bucket_entries).flatten().map(|e| e.tag));
                 continue;
             }
             let start = changed.partition_point(|(b, _)| *b < bucket);
             let end = changed.partition_point(|(b, _)| *b <= bucket);
             for (_, tag) in &changed[start..end] {
-                match entries(entries_of_bucket).flatten().find(|e| e.tag == *tag) {
-                    Some(entry) => entry.write(&mut body),
-                    None => EntryRef {
-                        tag: *tag,
-                        version: self.epoch,
-                        sealed: &[],
-                    }
-                    .write(&mut body),
+                if entries(bucket_entries).flatten().any(|e| e.tag == *tag) {
+                    added.push(*tag);
+                } else {
+                    removed.push(*tag);
                 }
             }
         }
@@ -494,13 +490,14 @@ impl LabelIndex {
             bucket_count: self.bucket_count,
             subjects: self.subjects as u64,
             delta: since.is_some(),
-            entries: body,
+            added,
+            removed,
         };
         (snapshot, next)
     }
 }
 
-/// A filter snapshot or delta, as it travels.
+/// A filter snapshot or delta, as it travels: tags only (8 bytes per subject).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     /// The node's epoch when it was made.
@@ -509,29 +506,38 @@ pub struct Snapshot {
     pub bucket_count: u32,
     /// Subjects the node holds.
     pub subjects: u64,
-    /// Whether this is a delta (removals are entries with an empty label).
+    /// Whether this is a delta.
     pub delta: bool,
-    /// Encoded entries.
-    pub entries: Vec<u8>,
+    /// Tags present (all of them in a full snapshot).
+    pub added: Vec<[u8; TAG_LEN]>,
+    /// Tags removed (deltas only).
+    pub removed: Vec<[u8; TAG_LEN]>,
 }
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"XPQS";
+/// Most tags in one snapshot or delta (more than any node holds).
+const MAX_SNAPSHOT_TAGS: usize = 1 << 31;
 
 impl Snapshot {
     /// Bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(26 + self.entries.len());
+        let mut out = Vec::with_capacity(42 + (self.added.len() + self.removed.len()) * TAG_LEN);
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.push(QUERY_VERSION);
         out.push(u8::from(self.delta));
         out.extend_from_slice(&self.epoch.to_be_bytes());
         out.extend_from_slice(&self.bucket_count.to_be_bytes());
         out.extend_from_slice(&self.subjects.to_be_bytes());
-        out.extend_from_slice(&self.entries);
+        for list in [&self.added, &self.removed] {
+            out.extend_from_slice(&(list.len() as u64).to_be_bytes());
+            for tag in list {
+                out.extend_from_slice(tag);
+            }
+        }
         out
     }
 
-    /// Parse [`Snapshot::encode`]'s bytes, checking every entry.
+    /// Parse [`Snapshot::encode`]'s bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, PsiError> {
         let mut r = Reader::new(bytes);
         if &r.array::<4>()? != SNAPSHOT_MAGIC {
@@ -548,96 +554,94 @@ impl Snapshot {
         let epoch = r.u64()?;
         let bucket_count = r.u32()?;
         let subjects = r.u64()?;
-        let entries_bytes = r.remaining();
-        for entry in entries(entries_bytes) {
-            entry?;
+        let mut lists = [Vec::new(), Vec::new()];
+        for list in &mut lists {
+            let count = usize::try_from(r.u64()?)
+                .ok()
+                .filter(|c| *c <= MAX_SNAPSHOT_TAGS)
+                .ok_or(PsiError::Malformed("a snapshot beyond the limit"))?;
+            let tags = r.bytes(
+                count
+                    .checked_mul(TAG_LEN)
+                    .ok_or(PsiError::Malformed("a snapshot beyond the limit"))?,
+            )?;
+            list.extend(tags.chunks_exact(TAG_LEN).map(|c| {
+                let mut tag = [0u8; TAG_LEN];
+                tag.copy_from_slice(c);
+                tag
+            }));
+        }
+        r.finish()?;
+        let [added, removed] = lists;
+        if !delta && !removed.is_empty() {
+            return Err(PsiError::Malformed("a full snapshot removes nothing"));
         }
         Ok(Self {
             epoch,
             bucket_count,
             subjects,
             delta,
-            entries: entries_bytes.to_vec(),
+            added,
+            removed,
         })
     }
 }
 
-/// The institution's copy of the node's entries (filter mode): sorted tags over one byte arena.
-#[derive(Debug, Default, Clone)]
+/// The institution's filter (filter mode): the node's tags, sorted. 8 bytes per subject.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FilterIndex {
     epoch: u64,
     bucket_count: u32,
     tags: Vec<[u8; TAG_LEN]>,
-    offsets: Vec<usize>,
-    arena: Vec<u8>,
 }
 
 impl FilterIndex {
-    /// The index of a full snapshot.
+    /// The filter of a full snapshot (or of pages appended into one).
     pub fn from_snapshot(snapshot: &Snapshot) -> Result<Self, PsiError> {
         if snapshot.delta {
             return Err(PsiError::Protocol(
                 "a delta needs the full snapshot first".into(),
             ));
         }
-        let mut index = Self::default();
-        index.rebuild(snapshot, entries(&snapshot.entries).flatten().collect())?;
-        Ok(index)
+        let mut tags = snapshot.added.clone();
+        tags.sort_unstable();
+        tags.dedup();
+        Ok(Self {
+            epoch: snapshot.epoch,
+            bucket_count: snapshot.bucket_count,
+            tags,
+        })
     }
 
-    fn rebuild(
-        &mut self,
-        snapshot: &Snapshot,
-        mut list: Vec<EntryRef<'_>>,
-    ) -> Result<(), PsiError> {
-        list.sort_unstable_by_key(|e| e.tag);
-        if list.windows(2).any(|w| w[0].tag == w[1].tag) {
-            return Err(PsiError::Malformed("a tag appears twice in the snapshot"));
-        }
-        let mut arena = Vec::with_capacity(list.iter().map(EntryRef::encoded_len).sum());
-        let mut tags = Vec::with_capacity(list.len());
-        let mut offsets = Vec::with_capacity(list.len());
-        for e in list.iter().filter(|e| !e.sealed.is_empty()) {
-            tags.push(e.tag);
-            offsets.push(arena.len());
-            e.write(&mut arena);
-        }
-        self.epoch = snapshot.epoch;
-        self.bucket_count = snapshot.bucket_count;
-        self.tags = tags;
-        self.offsets = offsets;
-        self.arena = arena;
-        Ok(())
-    }
-
-    /// Apply a delta made after this index's epoch.
+    /// Apply a delta made after this filter's epoch (a full snapshot replaces the filter).
     pub fn apply(&mut self, delta: &Snapshot) -> Result<(), PsiError> {
         if !delta.delta {
             *self = Self::from_snapshot(delta)?;
             return Ok(());
         }
-        let changed: std::collections::HashMap<[u8; TAG_LEN], EntryRef<'_>> =
-            entries(&delta.entries)
-                .flatten()
-                .map(|e| (e.tag, e))
-                .collect();
-        let arena = std::mem::take(&mut self.arena);
-        let mut list: Vec<EntryRef<'_>> = entries(&arena)
-            .flatten()
-            .filter(|e| !changed.contains_key(&e.tag))
-            .collect();
-        list.extend(changed.values().copied());
-        let snapshot = Snapshot {
-            entries: Vec::new(),
-            ..delta.clone()
-        };
-        let mut next = Self::default();
-        next.rebuild(&snapshot, list)?;
-        *self = next;
+        let removed: std::collections::HashSet<&[u8; TAG_LEN]> = delta.removed.iter().collect();
+        self.tags.retain(|t| !removed.contains(t));
+        self.tags.extend_from_slice(&delta.added);
+        self.tags.sort_unstable();
+        self.tags.dedup();
+        self.epoch = delta.epoch;
+        self.bucket_count = delta.bucket_count;
         Ok(())
     }
 
-    /// The epoch this index is at (ask the node for the delta after it).
+    /// The filter as a full snapshot (to keep it on disk between runs).
+    pub fn to_snapshot(&self) -> Snapshot {
+        Snapshot {
+            epoch: self.epoch,
+            bucket_count: self.bucket_count,
+            subjects: self.tags.len() as u64,
+            delta: false,
+            added: self.tags.clone(),
+            removed: Vec::new(),
+        }
+    }
+
+    /// The epoch this filter is at (ask the node for the delta after it).
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
@@ -657,10 +661,9 @@ impl FilterIndex {
         self.tags.is_empty()
     }
 
-    /// Whether a tag is present, and its entry.
-    pub fn find(&self, tag: &[u8; TAG_LEN]) -> Option<EntryRef<'_>> {
-        let at = self.tags.binary_search(tag).ok()?;
-        entries(&self.arena[self.offsets[at]..]).next()?.ok()
+    /// Whether the node holds the subject with this tag.
+    pub fn contains(&self, tag: &[u8; TAG_LEN]) -> bool {
+        self.tags.binary_search(tag).is_ok()
     }
 }
 
@@ -831,7 +834,9 @@ impl QueryResponse {
 pub struct QueryAnswer {
     /// The id asked.
     pub id: Vec<u8>,
-    /// Its label (the subject's records), if the node holds the subject.
+    /// Whether the node holds records on the subject.
+    pub found: bool,
+    /// Its label (the subject's records) — bucket mode; filter mode answers membership only.
     pub label: Option<Vec<u8>>,
 }
 
@@ -949,8 +954,8 @@ impl PrivateQuery {
         let mut answers = Vec::with_capacity(self.ids.len());
         for ((id, output), bucket) in self.ids.into_iter().zip(outputs).zip(self.buckets) {
             let tag = output.tag();
-            let entry = match self.mode {
-                QueryMode::Filter => filter.and_then(|f| f.find(&tag)),
+            let (found, label) = match self.mode {
+                QueryMode::Filter => (filter.is_some_and(|f| f.contains(&tag)), None),
                 QueryMode::Bucket => {
                     let (_, body) = response
                         .buckets
@@ -959,11 +964,13 @@ impl PrivateQuery {
                         .ok_or_else(|| {
                             PsiError::Protocol(format!("the answer lacks bucket {bucket}"))
                         })?;
-                    entries(body).flatten().find(|e| e.tag == tag)
+                    match entries(body).flatten().find(|e| e.tag == tag) {
+                        Some(entry) => (true, Some(output.open(&entry)?)),
+                        None => (false, None),
+                    }
                 }
             };
-            let label = entry.map(|e| output.open(&e)).transpose()?;
-            answers.push(QueryAnswer { id, label });
+            answers.push(QueryAnswer { id, found, label });
         }
         Ok(answers)
     }
