@@ -24,7 +24,7 @@ struct Cli {
 
 /// Where the node keeps its data.
 #[derive(Debug, Clone, clap::Args)]
-struct NodeArgs {
+pub(crate) struct NodeArgs {
     /// Data directory: SQLite stores, node key, API token, reports.
     #[arg(long, env = "XY_DATA_DIR", default_value = "./xinyong-data")]
     data_dir: PathBuf,

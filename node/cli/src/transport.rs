@@ -377,6 +377,9 @@ pub(crate) struct PsiArgs {
     output: Option<PathBuf>,
     #[command(flatten)]
     credentials: CredentialArgs,
+    /// The node whose data log records every run (who, suite, mode, sizes — never elements).
+    #[command(flatten)]
+    node: crate::NodeArgs,
 }
 
 /// Read a set file: one element per line, blank lines skipped, duplicates dropped (first kept).
@@ -417,6 +420,8 @@ fn write_intersection(
 pub(crate) async fn psi(args: PsiArgs) -> anyhow::Result<ExitCode> {
     let credentials = args.credentials.load()?;
     let set = read_set(&args.set)?;
+    let node = crate::config::open(&args.node).await?;
+    let audit = node.stores.collection.clone();
     let suite = match args.suite {
         PsiSuiteArg::Ristretto => xy_psi::Suite::Ristretto255,
         PsiSuiteArg::Sm2 => xy_psi::Suite::Sm2,
@@ -449,7 +454,8 @@ pub(crate) async fn psi(args: PsiArgs) -> anyhow::Result<ExitCode> {
                     peer.role, peer.jurisdiction
                 );
             }),
-        );
+        )
+        .with_audit(audit);
         println!(
             "psi: answering runs on {} over {} elements",
             endpoint.local_addr()?,
@@ -477,7 +483,22 @@ pub(crate) async fn psi(args: PsiArgs) -> anyhow::Result<ExitCode> {
     let mut randomness = [0u8; 64];
     rand::fill(&mut randomness[..]);
     let started = std::time::Instant::now();
-    let result = xy_federation::run_initiator(&connection, suite, mode, set, &randomness).await?;
+    let result = xy_federation::run_initiator(&connection, suite, mode, set, &randomness).await;
+    let facts = xy_federation::RunFacts {
+        suite,
+        mode,
+        own_elements: elements as u64,
+        peer_elements: None,
+        learnt: result.as_ref().ok().map(|r| r.count),
+        outcome: match &result {
+            Ok(_) => "complete".into(),
+            Err(e) => e.to_string(),
+        },
+    };
+    xy_federation::audit_run(&audit, "psi.run", connection.peer(), facts)
+        .await
+        .context("writing the run to the data log")?;
+    let result = result?;
     eprintln!(
         "psi: {elements} elements against {} {} ({suite:?}, {mode:?}) in {:.2} s: intersection of {}",
         connection.peer().role,

@@ -643,3 +643,78 @@ fn pki_init_and_tls_serve_connect_round_trip() {
     server.kill().unwrap();
     let _ = server.wait();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn psi_between_two_node_processes_is_written_to_both_data_logs() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    ok(&["pki", "init", "--out", &pki.display().to_string()]);
+    let f = |name: &str| pki.join(name).display().to_string();
+    let (chengdu, mianyang) = (dir.path().join("chengdu"), dir.path().join("mianyang"));
+    let ids = |range: std::ops::Range<u32>| -> String {
+        range.map(|i| format!("91510100MA{i:08}\n")).collect()
+    };
+    std::fs::write(dir.path().join("a.txt"), ids(0..300)).unwrap();
+    std::fs::write(dir.path().join("b.txt"), ids(250..400)).unwrap();
+    let mut responder = Command::new(BIN)
+        .args(["psi", "--listen", "127.0.0.1:0", "--set"])
+        .arg(dir.path().join("a.txt"))
+        .args(["--cert", &f("chengdu.pem"), "--key", &f("chengdu.key")])
+        .args(["--ca", &f("ca.pem"), "--data-dir", &data_dir(&chengdu)])
+        .env_remove("XY_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(responder.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .strip_prefix("psi: answering runs on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("bound address")
+        .to_owned();
+    let b = dir.path().join("b.txt").display().to_string();
+    let out = ok(&[
+        "psi",
+        "--peer",
+        &addr,
+        "--server-name",
+        "chengdu.xinyong.internal",
+        "--set",
+        &b,
+        "--mode",
+        "both",
+        "--cert",
+        &f("mianyang.pem"),
+        "--key",
+        &f("mianyang.key"),
+        "--ca",
+        &f("ca.pem"),
+        "--data-dir",
+        &data_dir(&mianyang),
+    ]);
+    assert_eq!(out.lines().count(), 50, "{out}");
+    // Both sides logged the run, with sizes and no element.
+    let logged = |side: &Path, kind: &str| {
+        let side = side.to_path_buf();
+        let kind = kind.to_owned();
+        async move {
+            count(
+                &side,
+                &format!("SELECT COUNT(*) FROM data_log WHERE kind = '{kind}' AND detail NOT LIKE '%91510100MA%'"),
+            )
+            .await
+        }
+    };
+    assert_eq!(logged(&mianyang, "psi.run").await, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while logged(&chengdu, "psi.respond").await == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(logged(&chengdu, "psi.respond").await, 1);
+    responder.kill().unwrap();
+    let _ = responder.wait();
+}

@@ -14,7 +14,7 @@ pub mod services;
 pub use private_query::{
     IndexInfo, PrivateQueryClient, PrivateQueryService, QueryTraffic, load_or_create_oprf_key,
 };
-pub use psi::{PSI_CHANNEL, PsiService, run_initiator};
+pub use psi::{PSI_CHANNEL, PsiService, RunFacts, audit_run, run_initiator};
 pub use scoring::{ScoreReport, ScoringClient, ScoringService, ServiceConfig};
 pub use services::NodeServices;
 

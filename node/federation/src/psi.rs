@@ -14,6 +14,7 @@ use xy_psi::{
     DEFAULT_BATCH, Initiator, Message, Mode, Party, PsiError, PsiGroup, PsiOutput, Responder,
     Ristretto255, Sm2Sm3, Suite,
 };
+use xy_store::CollectionStore;
 use xy_transport::{
     BulkReceiver, Channel, ChannelReceiver, ChannelSender, Handler, PeerConnection,
 };
@@ -141,6 +142,50 @@ pub type RunReport = Box<dyn Fn(&PeerIdentity, Suite, Mode, Option<&PsiOutput>) 
 pub struct PsiService {
     set: Arc<Vec<Vec<u8>>>,
     on_result: RunReport,
+    audit: Option<CollectionStore>,
+}
+
+/// Write one PSI run to a node's data log: who, the suite and mode, the set sizes, the outcome
+/// and what this side learnt (a count) — never an element.
+pub async fn audit_run(
+    store: &CollectionStore,
+    kind: &str,
+    peer: &PeerIdentity,
+    facts: RunFacts,
+) -> Result<(), FederationError> {
+    store
+        .log_access(
+            &crate::scoring::now_text(),
+            kind,
+            &format!("{}:{}", peer.role, peer.jurisdiction),
+            serde_json::json!({
+                "suite": format!("{:?}", facts.suite),
+                "mode": format!("{:?}", facts.mode),
+                "own_elements": facts.own_elements,
+                "peer_elements": facts.peer_elements,
+                "learnt": facts.learnt,
+                "outcome": facts.outcome,
+            }),
+        )
+        .await?;
+    Ok(())
+}
+
+/// What the data log records of a PSI run.
+#[derive(Debug, Clone)]
+pub struct RunFacts {
+    /// Suite.
+    pub suite: Suite,
+    /// Mode.
+    pub mode: Mode,
+    /// This side's set size.
+    pub own_elements: u64,
+    /// The peer's announced set size.
+    pub peer_elements: Option<u64>,
+    /// The intersection size this side learnt, if any.
+    pub learnt: Option<u64>,
+    /// `complete`, or the error that ended the run.
+    pub outcome: String,
 }
 
 impl PsiService {
@@ -150,7 +195,14 @@ impl PsiService {
         Self {
             set: Arc::new(set),
             on_result,
+            audit: None,
         }
+    }
+
+    /// Write every run (complete or failed) to this store's data log.
+    pub fn with_audit(mut self, store: CollectionStore) -> Self {
+        self.audit = Some(store);
+        self
     }
 
     async fn respond<G: PsiGroup>(
@@ -160,7 +212,7 @@ impl PsiService {
         mode: Mode,
         count: u64,
         channel: Channel,
-    ) -> Result<(), FederationError> {
+    ) -> Result<Option<u64>, FederationError> {
         let Channel {
             sender,
             mut receiver,
@@ -189,7 +241,7 @@ impl PsiService {
         let output = responder.finish()?;
         info!(peer = %peer.jurisdiction, ?suite, ?mode, learnt = output.as_ref().map(|o| o.count), "PSI run complete");
         (self.on_result)(peer, suite, mode, output.as_ref());
-        Ok(())
+        Ok(output.map(|o| o.count))
     }
 }
 
@@ -232,6 +284,16 @@ impl Handler for PsiService {
                 )
                 .await;
             let _ = channel.sender.finish();
+            if let Some(store) = &self.audit {
+                let _ = store
+                    .log_access(
+                        &crate::scoring::now_text(),
+                        "psi.refused",
+                        &format!("{}:{}", peer.role, peer.jurisdiction),
+                        serde_json::json!({ "reason": reason }),
+                    )
+                    .await;
+            }
             return Err(reason.into());
         }
         let hello = match channel.receiver.recv().await {
@@ -252,7 +314,24 @@ impl Handler for PsiService {
                     .await
             }
         };
-        result.map_err(|e| {
+        if let Some(store) = &self.audit {
+            let facts = RunFacts {
+                suite,
+                mode,
+                own_elements: self.set.len() as u64,
+                peer_elements: Some(count),
+                learnt: result.as_ref().ok().copied().flatten(),
+                outcome: match &result {
+                    Ok(_) => "complete".into(),
+                    Err(e) => e.to_string(),
+                },
+            };
+            if let Err(e) = audit_run(store, "psi.respond", peer, facts).await {
+                warn!(error = %e, "PSI run not written to the data log");
+                return Err(format!("the data log refused the run: {e}"));
+            }
+        }
+        result.map(|_| ()).map_err(|e| {
             warn!(peer = %peer.jurisdiction, error = %e, "PSI run failed");
             e.to_string()
         })

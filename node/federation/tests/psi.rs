@@ -36,12 +36,19 @@ async fn two_nodes_find_their_common_subjects_without_exchanging_lists() {
 
     let learnt: Learnt = Arc::default();
     let seen = Arc::clone(&learnt);
+    let store_dir = tempfile::tempdir().unwrap();
+    let stores = xy_store::NodeStores::open(xy_store::StoreLocation::Sqlite(
+        store_dir.path().join("stores"),
+    ))
+    .await
+    .unwrap();
     let service = PsiService::new(
         responder_set,
         Box::new(move |_, _, mode, output: Option<&PsiOutput>| {
             seen.lock().unwrap().push((mode, output.map(|o| o.count)));
         }),
-    );
+    )
+    .with_audit(stores.collection.clone());
     let server =
         PeerEndpoint::server(loopback, &credentials(&layout, "chengdu"), &options).unwrap();
     let addr = server.local_addr().unwrap();
@@ -107,4 +114,30 @@ async fn two_nodes_find_their_common_subjects_without_exchanging_lists() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("between nodes"), "{err}");
+
+    // Every run is in the responder's data log — who, suite, mode, sizes, what it learnt — and
+    // no element of either set; the refused bank too.
+    let pool = stores.collection.pool();
+    let logged = |kind: &'static str| async move {
+        // The responder writes its entry a moment after the initiator is done.
+        for _ in 0..200 {
+            let entries = xy_store::datalog::entries(pool, Some(kind)).await.unwrap();
+            if entries.len() >= if kind == "psi.respond" { 6 } else { 1 } {
+                return entries;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        xy_store::datalog::entries(pool, Some(kind)).await.unwrap()
+    };
+    let runs = logged("psi.respond").await;
+    assert_eq!(runs.len(), 6);
+    for run in &runs {
+        let detail: serde_json::Value = serde_json::from_str(&run.detail).unwrap();
+        assert_eq!(detail["outcome"], "complete");
+        assert_eq!(detail["own_elements"], 3000);
+        assert_eq!(detail["peer_elements"], 1500);
+        assert!(!run.detail.contains("91510100MA"), "{}", run.detail);
+    }
+    assert_eq!(logged("psi.refused").await.len(), 1);
+    assert!(stores.collection.verify_audit().await.unwrap().is_intact());
 }

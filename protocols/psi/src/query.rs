@@ -286,29 +286,52 @@ impl LabelIndex {
     /// version of every label of this build (it must exceed any version sealed before under the
     /// same key). A subject listed twice keeps its last label.
     pub fn build(key: OprfKey, subjects: Vec<(Vec<u8>, Vec<u8>)>, epoch: u64) -> Self {
-        let mut unique: std::collections::HashMap<Vec<u8>, Vec<u8>> =
-            std::collections::HashMap::with_capacity(subjects.len());
-        for (id, label) in subjects {
-            unique.insert(id, label);
-        }
-        let bucket_count = bucket_count_for(unique.len());
-        let mut sealed: Vec<(u32, [u8; TAG_LEN], Vec<u8>)> = unique
-            .into_par_iter()
-            .map(|(id, label)| {
-                let output = key.output(&id);
-                (
-                    bucket_of(&id, bucket_count),
-                    output.tag(),
-                    output.seal(epoch, &label),
-                )
-            })
-            .collect();
-        sealed.par_sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        let subjects = sealed.len();
+        let count = subjects.len();
+        Self::build_in_chunks(key, count, std::iter::once(subjects), epoch)
+    }
+
+    /// [`LabelIndex::build`] over subjects that arrive in chunks (so that ten million labels
+    /// never sit in memory twice); `expected` subjects set the bucket count. Each chunk is
+    /// sealed on all cores and appended to its buckets; the buckets are then sorted by tag.
+    pub fn build_in_chunks(
+        key: OprfKey,
+        expected: usize,
+        chunks: impl IntoIterator<Item = Vec<(Vec<u8>, Vec<u8>)>>,
+        epoch: u64,
+    ) -> Self {
+        let bucket_count = bucket_count_for(expected);
         let mut buckets = vec![Vec::new(); bucket_count as usize];
-        for (bucket, _, entry) in sealed {
-            buckets[bucket as usize].extend_from_slice(&entry);
+        for chunk in chunks {
+            let sealed: Vec<(u32, Vec<u8>)> = chunk
+                .into_par_iter()
+                .map(|(id, label)| {
+                    (
+                        bucket_of(&id, bucket_count),
+                        key.output(&id).seal(epoch, &label),
+                    )
+                })
+                .collect();
+            for (bucket, entry) in sealed {
+                buckets[bucket as usize].extend_from_slice(&entry);
+            }
         }
+        // Sort each bucket by tag; of equal tags (the same subject twice) the last one stays.
+        buckets.par_iter_mut().for_each(|bucket| {
+            let mut list: Vec<(usize, EntryRef<'_>)> =
+                entries(bucket).flatten().enumerate().collect();
+            list.sort_by_key(|a| (a.1.tag, a.0));
+            let mut sorted = Vec::with_capacity(bucket.len());
+            for (i, (_, entry)) in list.iter().enumerate() {
+                if list
+                    .get(i + 1)
+                    .is_none_or(|(_, next)| next.tag != entry.tag)
+                {
+                    entry.write(&mut sorted);
+                }
+            }
+            *bucket = sorted;
+        });
+        let subjects = buckets.par_iter().map(|b| entries(b).count()).sum();
         Self {
             key,
             bucket_count,
@@ -327,6 +350,11 @@ impl LabelIndex {
     /// Subjects held.
     pub fn subjects(&self) -> usize {
         self.subjects
+    }
+
+    /// Bytes of sealed entries held.
+    pub fn stored_bytes(&self) -> usize {
+        self.buckets.iter().map(Vec::len).sum()
     }
 
     /// The epoch: raised by every change.

@@ -277,3 +277,31 @@ fn the_codecs_round_trip_and_never_panic_on_garbage() {
         let _ = entries(&bytes).count();
     }
 }
+
+#[test]
+fn a_subject_listed_twice_keeps_its_last_label_and_chunks_build_the_same_index() {
+    let subjects: Vec<(Vec<u8>, Vec<u8>)> = (0..1500).map(|i| (uscc(i), label(i))).collect();
+    let whole = LabelIndex::build(key(1), subjects.clone(), 1);
+    let chunked = LabelIndex::build_in_chunks(
+        key(1),
+        subjects.len(),
+        subjects.chunks(128).map(<[_]>::to_vec),
+        1,
+    );
+    assert_eq!(chunked.snapshot(None), whole.snapshot(None));
+    let mut twice = subjects;
+    twice.push((uscc(7), b"later".to_vec()));
+    let index = LabelIndex::build(key(1), twice, 1);
+    assert_eq!(index.subjects(), 1500);
+    let (query, request) = PrivateQuery::new(
+        QueryMode::Bucket,
+        vec![uscc(7)],
+        index.bucket_count(),
+        &mut randomness(12),
+    )
+    .unwrap();
+    let answers = query
+        .finish(&index.answer(&request).unwrap(), None)
+        .unwrap();
+    assert_eq!(answers[0].label.as_deref(), Some(&b"later"[..]));
+}
