@@ -8,7 +8,9 @@
 //!
 //! Everything here is sans-IO: serial numbers and validity times are arguments.
 
-use xy_shangmi::sm2::{CERT_DISTID, Sm2PublicKey, Sm2SecretKey, signature_to_der};
+use xy_shangmi::sm2::{
+    CERT_DISTID, Sm2PublicKey, Sm2SecretKey, signature_from_der, signature_to_der,
+};
 
 use crate::GmTlsError;
 use crate::der::{self, Reader};
@@ -359,6 +361,82 @@ fn tbs_certificate(
         &subject_key.to_spki_der(),
         &der::explicit(3, &der::tlv(der::SEQUENCE, &extensions.concat())),
     ])
+}
+
+/// A PKCS#10 certification request (RFC 2986) for `key`, signed by it: what a node sends the
+/// coordinator to enrol. The CA decides the certificate's subject and identity; the request proves
+/// possession of the key.
+pub fn certification_request(key: &Sm2SecretKey, common_name: &str) -> Result<Vec<u8>, GmTlsError> {
+    let info = der::sequence(&[
+        &der::unsigned_integer(&[0]),
+        &name(common_name, None),
+        &key.public_key().to_spki_der(),
+        &der::tlv(0xa0, &[]),
+    ]);
+    signed(info, key)
+}
+
+/// A verified certification request: its signature checked under its own SM2 key.
+#[derive(Debug)]
+pub struct CertificationRequest {
+    /// The key to certify.
+    pub public_key: Sm2PublicKey,
+    /// The requested subject Name, DER (advisory).
+    pub subject: Vec<u8>,
+}
+
+impl CertificationRequest {
+    /// Parse a DER PKCS#10 request and verify its SM2-with-SM3 signature; anything else is
+    /// refused with the reason.
+    pub fn parse_and_verify(request: &[u8]) -> Result<Self, GmTlsError> {
+        let bad = |what: &str| {
+            GmTlsError::Certificate(format!("malformed certification request: {what}"))
+        };
+        let outer = Reader::new(request)
+            .expect(der::SEQUENCE)
+            .ok_or_else(|| bad("not a DER SEQUENCE"))?;
+        let mut parts = Reader::new(outer.content);
+        let info = parts
+            .expect(der::SEQUENCE)
+            .ok_or_else(|| bad("no certificationRequestInfo"))?;
+        let algorithm = parts
+            .expect(der::SEQUENCE)
+            .ok_or_else(|| bad("no signature algorithm"))?;
+        if algorithm.raw != sm2_with_sm3_algorithm().as_slice() {
+            return Err(GmTlsError::Certificate(
+                "the certification request is not signed with SM2-with-SM3".into(),
+            ));
+        }
+        let signature = parts
+            .expect(der::BIT_STRING)
+            .ok_or_else(|| bad("no signature"))?;
+        let mut fields = Reader::new(info.content);
+        fields.expect(der::INTEGER).ok_or_else(|| bad("version"))?;
+        let subject = fields.expect(der::SEQUENCE).ok_or_else(|| bad("subject"))?;
+        let spki = fields
+            .expect(der::SEQUENCE)
+            .ok_or_else(|| bad("subjectPublicKeyInfo"))?;
+        let public_key = spki_sm2_key(spki.raw)?;
+        let signature = signature
+            .content
+            .split_first()
+            .filter(|(unused, _)| **unused == 0)
+            .map(|(_, der_signature)| der_signature)
+            .ok_or_else(|| bad("signature bit string"))?;
+        let signature = signature_from_der(signature)
+            .map_err(|_| bad("signature is not a DER SM2 signature"))?;
+        public_key
+            .verify(CERT_DISTID, info.raw, &signature)
+            .map_err(|_| {
+                GmTlsError::Certificate(
+                    "the certification request's signature does not verify under its key".into(),
+                )
+            })?;
+        Ok(Self {
+            public_key,
+            subject: subject.raw.to_vec(),
+        })
+    }
 }
 
 /// The fields of a certificate the node looks at. Parsing checks structure only; trust is

@@ -125,3 +125,68 @@ fn keys_on_other_curves_and_rsa_keys_are_refused_by_name() {
         assert!(private_key_from_der(&pkcs8[..cut]).is_err());
     }
 }
+
+#[test]
+fn certification_requests_cross_with_openssl_and_a_forged_one_is_refused() {
+    use xy_gmtls::pki::{CertificationRequest, certification_request};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // openssl → us: an SM2 request signed with SM3 under the default distinguishing id.
+    openssl(d, &["genpkey", "-algorithm", "SM2", "-out", "node.key"]);
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "node.key",
+            "-sm3",
+            "-sigopt",
+            "distid:1234567812345678",
+            "-subj",
+            "/CN=chengdu",
+            "-outform",
+            "DER",
+            "-out",
+            "theirs.csr",
+        ],
+    );
+    let theirs = std::fs::read(d.join("theirs.csr")).unwrap();
+    let parsed = CertificationRequest::parse_and_verify(&theirs).unwrap();
+    let spki = openssl(
+        d,
+        &["pkey", "-in", "node.key", "-pubout", "-outform", "DER"],
+    );
+    assert_eq!(parsed.public_key.to_spki_der(), spki);
+    // us → openssl verifies our signature.
+    let key = Sm2SecretKey::from_bytes(&[0x24; 32]).unwrap();
+    let ours = certification_request(&key, "mianyang.xinyong.internal").unwrap();
+    std::fs::write(d.join("ours.csr"), &ours).unwrap();
+    openssl(
+        d,
+        &[
+            "req",
+            "-inform",
+            "DER",
+            "-in",
+            "ours.csr",
+            "-verify",
+            "-noout",
+            "-vfyopt",
+            "distid:1234567812345678",
+        ],
+    );
+    assert_eq!(
+        CertificationRequest::parse_and_verify(&ours)
+            .unwrap()
+            .public_key,
+        key.public_key()
+    );
+    // A flipped bit in the signed part, truncation, garbage: refused, never a panic.
+    let mut forged = ours.clone();
+    forged[40] ^= 1;
+    assert!(CertificationRequest::parse_and_verify(&forged).is_err());
+    for cut in 0..ours.len() {
+        assert!(CertificationRequest::parse_and_verify(&ours[..cut]).is_err());
+    }
+}
