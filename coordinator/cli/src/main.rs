@@ -1,23 +1,202 @@
-//! `xinyong-coordinator`: identity, catalogue and statistics for the province.
+//! `xinyong-coordinator`: the province's coordinator — identity (SM2 CA, enrolment, revocation,
+//! the signed global configuration, users, single sign-on) and its audit chain. Thin over
+//! `xy-coordinator-server`.
 //!
-//! The coordinator's services arrive with their own work item; until then the binary exists so the
-//! workspace layout and packaging are fixed, and it says plainly that it does nothing yet.
+//! ```text
+//! xinyong-coordinator serve --data-dir DIR --listen ADDR [--database-url URL]
+//! xinyong-coordinator admin create --username NAME [--jurisdiction 510000] --data-dir DIR   (password on stdin)
+//! xinyong-coordinator audit verify --data-dir DIR
+//! ```
 
-use clap::Parser;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
 
-/// xinyong coordinator (省级协调服务): identity, data catalogue, statistics.
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use xy_coordinator_server::api::{ApiState, router};
+use xy_coordinator_server::{Coordinator, Settings};
+
+/// xinyong coordinator (省级协调服务): identity, enrolment, the signed global configuration.
 #[derive(Debug, Parser)]
 #[command(name = "xinyong-coordinator", version, about)]
 struct Cli {
-    /// The command to run.
-    command: Option<String>,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn main() -> std::process::ExitCode {
+/// Where the coordinator keeps its data.
+#[derive(Debug, Args)]
+struct DataArgs {
+    /// Data directory: SQLite database, CA and single-sign-on keys.
+    #[arg(
+        long,
+        env = "XY_COORDINATOR_DIR",
+        default_value = "./xinyong-coordinator"
+    )]
+    data_dir: PathBuf,
+    /// PostgreSQL URL (production); SQLite in the data directory when absent.
+    #[arg(long, env = "XY_COORDINATOR_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (see /api/openapi.json).
+    Serve {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8643")]
+        listen: SocketAddr,
+    },
+    /// Administrators.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// The audit chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an active province administrator; the password is read from standard input.
+    Create {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Username.
+        #[arg(long)]
+        username: String,
+        /// Jurisdiction (six-digit division code of the province).
+        #[arg(long, default_value = "510000")]
+        jurisdiction: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the SM3 chain of the audit log; exits 1 at the first broken entry.
+    Verify {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+async fn open(data: &DataArgs) -> anyhow::Result<Coordinator> {
+    Coordinator::open(
+        &data.data_dir,
+        data.database_url.as_deref(),
+        Settings::default(),
+        unix_now(),
+    )
+    .await
+    .with_context(|| format!("opening the coordinator in {}", data.data_dir.display()))
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { data, listen } => {
+            let coordinator = Arc::new(open(&data).await?);
+            let app = router(ApiState {
+                coordinator,
+                clock: Arc::new(unix_now),
+            });
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            println!(
+                "xinyong-coordinator: API on http://{}/api (description at /api/openapi.json)",
+                listener.local_addr()?
+            );
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    data,
+                    username,
+                    jurisdiction,
+                },
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            let coordinator = open(&data).await?;
+            coordinator
+                .create_admin(
+                    &username,
+                    password.trim_end_matches(['\r', '\n']),
+                    &jurisdiction,
+                    unix_now(),
+                )
+                .await?;
+            println!("province administrator {username} created");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { data },
+        } => {
+            let check = open(&data).await?.verify_audit().await?;
+            match check.first_broken {
+                None => {
+                    println!("audit chain intact: {} entries", check.entries);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(seq) => {
+                    println!(
+                        "audit chain BROKEN at entry {seq} ({} entries)",
+                        check.entries
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    eprintln!(
-        "xinyong-coordinator: no commands are available in this release (asked for {:?})",
-        cli.command.as_deref().unwrap_or("")
-    );
-    std::process::ExitCode::from(2)
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("XY_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

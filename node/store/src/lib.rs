@@ -27,6 +27,13 @@ pub use datalog::{AuditReport, LogEntry};
 pub use db::{Backend, StoreLocation};
 pub use keys::{NodeKeys, write_secret};
 
+/// Open (creating and migrating nothing) a database named `name` at `location` — a SQLite file in
+/// the directory, or a PostgreSQL schema reached through its own role — for components that keep
+/// their own tables beside the node's stores (the coordinator).
+pub async fn open_database(location: &StoreLocation, name: &str) -> Result<AnyPool, StoreError> {
+    db::open_pool(location, name).await
+}
+
 /// Errors of the stores.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

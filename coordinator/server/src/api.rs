@@ -1,0 +1,309 @@
+//! The coordinator's HTTP API (axum). Administrative endpoints take `Authorization: Bearer
+//! <access token>`; errors are JSON `{"error": "..."}` with the status of their kind, never
+//! internals. `/api/openapi.json` describes every endpoint.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use xy_gmtls::pki::{PeerIdentity, Role, pem_encode};
+
+use crate::ca::pem_decode;
+use crate::sso::Claims;
+use crate::users::UserRole;
+use crate::{Coordinator, CoordinatorError};
+
+/// The router's state: the coordinator and a clock (Unix seconds).
+#[derive(Clone)]
+pub struct ApiState {
+    /// The coordinator.
+    pub coordinator: Arc<Coordinator>,
+    /// Now, in Unix seconds.
+    pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl IntoResponse for CoordinatorError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            CoordinatorError::BadRequest(_) | CoordinatorError::Pki(_) => StatusCode::BAD_REQUEST,
+            CoordinatorError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            CoordinatorError::Forbidden(_) => StatusCode::FORBIDDEN,
+            CoordinatorError::NotFound(_) => StatusCode::NOT_FOUND,
+            CoordinatorError::Conflict(_) => StatusCode::CONFLICT,
+            CoordinatorError::Store(_)
+            | CoordinatorError::Database(_)
+            | CoordinatorError::Io(..) => {
+                tracing::error!(error = %self, "coordinator failure");
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(serde_json::json!({"error": "internal error"})),
+                )
+                    .into_response();
+            }
+        };
+        (status, Json(serde_json::json!({"error": self.to_string()}))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, CoordinatorError>;
+
+fn caller(state: &ApiState, headers: &HeaderMap) -> ApiResult<Claims> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| CoordinatorError::Unauthorized("a bearer token is required".into()))?;
+    state.coordinator.verify(token.trim(), (state.clock)())
+}
+
+fn identity(jurisdiction: &str, role: &str) -> ApiResult<PeerIdentity> {
+    let role = Role::parse(role).ok_or_else(|| {
+        CoordinatorError::BadRequest(format!(
+            "role {role:?}: one of {}",
+            Role::ALL.map(Role::as_str).join(", ")
+        ))
+    })?;
+    PeerIdentity::new(jurisdiction, role).map_err(|e| CoordinatorError::BadRequest(e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolRequest {
+    token: String,
+    csr_pem: String,
+}
+
+async fn enrol(State(s): State<ApiState>, Json(body): Json<EnrolRequest>) -> ApiResult<Response> {
+    let der = pem_decode("CERTIFICATE REQUEST", &body.csr_pem)?;
+    let enrolment = s.coordinator.enrol(&body.token, &der, (s.clock)()).await?;
+    Ok((StatusCode::CREATED, Json(enrolment)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    jurisdiction: String,
+    role: String,
+    common_name: String,
+    #[serde(default)]
+    ttl_hours: Option<u64>,
+}
+
+async fn create_token(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Json(body): Json<TokenRequest>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    let identity = identity(&body.jurisdiction, &body.role)?;
+    let token = s
+        .coordinator
+        .create_enrolment_token(
+            &actor,
+            &identity,
+            &body.common_name,
+            body.ttl_hours.unwrap_or(72) * 3600,
+            (s.clock)(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(token)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    reason: String,
+}
+
+async fn revoke(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(serial): Path<String>,
+    Json(body): Json<RevokeRequest>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    s.coordinator
+        .revoke(&actor, &serial, &body.reason, (s.clock)())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn crl(State(s): State<ApiState>) -> ApiResult<Response> {
+    let der = s.coordinator.revocation_list((s.clock)()).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        pem_encode("X509 CRL", &der),
+    )
+        .into_response())
+}
+
+async fn config(State(s): State<ApiState>) -> ApiResult<Response> {
+    Ok(Json(s.coordinator.global_config((s.clock)()).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeRequest {
+    jurisdiction: String,
+    role: String,
+    address: String,
+    server_name: String,
+}
+
+async fn register_node(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Json(body): Json<NodeRequest>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    let identity = identity(&body.jurisdiction, &body.role)?;
+    s.coordinator
+        .register_node(
+            &actor,
+            &identity,
+            &body.address,
+            &body.server_name,
+            (s.clock)(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterRequest {
+    username: String,
+    password: String,
+    role: String,
+    jurisdiction: String,
+}
+
+async fn register_user(
+    State(s): State<ApiState>,
+    Json(body): Json<RegisterRequest>,
+) -> ApiResult<Response> {
+    let role = UserRole::parse(&body.role).ok_or_else(|| {
+        CoordinatorError::BadRequest(format!(
+            "role {:?}: one of {}",
+            body.role,
+            UserRole::ALL.map(UserRole::as_str).join(", ")
+        ))
+    })?;
+    s.coordinator
+        .register_user(
+            &body.username,
+            &body.password,
+            role,
+            &body.jurisdiction,
+            (s.clock)(),
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"status": "pending"})),
+    )
+        .into_response())
+}
+
+async fn approve_user(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    s.coordinator
+        .approve_user(&actor, &username, (s.clock)())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+async fn login(State(s): State<ApiState>, Json(body): Json<LoginRequest>) -> ApiResult<Response> {
+    let tokens = s
+        .coordinator
+        .login(&body.username, &body.password, (s.clock)())
+        .await?;
+    Ok(Json(tokens).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+async fn refresh(
+    State(s): State<ApiState>,
+    Json(body): Json<RefreshRequest>,
+) -> ApiResult<Response> {
+    Ok(Json(
+        s.coordinator
+            .refresh(&body.refresh_token, (s.clock)())
+            .await?,
+    )
+    .into_response())
+}
+
+async fn audit(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    if !matches!(actor.role, UserRole::Auditor | UserRole::ProvinceAdmin) {
+        return Err(CoordinatorError::Forbidden(
+            "the audit log is for auditors and province administrators".into(),
+        ));
+    }
+    let check = s.coordinator.verify_audit().await?;
+    let entries = s.coordinator.audit_entries(200).await?;
+    Ok(Json(serde_json::json!({"check": check, "entries": entries})).into_response())
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Every route: (method, path), as served and as described in the OpenAPI document.
+pub const ROUTES: [(&str, &str); 12] = [
+    ("post", "/api/enrol"),
+    ("post", "/api/tokens"),
+    ("post", "/api/certificates/{serial}/revoke"),
+    ("get", "/api/crl"),
+    ("get", "/api/config"),
+    ("post", "/api/nodes"),
+    ("post", "/api/users"),
+    ("post", "/api/users/{username}/approve"),
+    ("post", "/api/login"),
+    ("post", "/api/refresh"),
+    ("get", "/api/audit"),
+    ("get", "/api/openapi.json"),
+];
+
+/// The OpenAPI 3.1 description of the API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The API router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/enrol", post(enrol))
+        .route("/api/tokens", post(create_token))
+        .route("/api/certificates/{serial}/revoke", post(revoke))
+        .route("/api/crl", get(crl))
+        .route("/api/config", get(config))
+        .route("/api/nodes", post(register_node))
+        .route("/api/users", post(register_user))
+        .route("/api/users/{username}/approve", post(approve_user))
+        .route("/api/login", post(login))
+        .route("/api/refresh", post(refresh))
+        .route("/api/audit", get(audit))
+        .route("/api/openapi.json", get(openapi))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}

@@ -1,0 +1,173 @@
+//! The coordinator's identity service (统一身份认证, systems B1 and X5), run by the province: an SM2
+//! certificate authority that enrols nodes and clients from a PKCS#10 request plus a one-time
+//! token and binds each certificate to a jurisdiction and a role; revocation with a signed CRL; a
+//! signed, expiring global configuration (trust anchor, node directory, CRL, the single-sign-on
+//! key, policy versions) that nodes cache; users with review, argon2id passwords and lockout;
+//! single-sign-on tokens (JWT-shaped, alg `SM2SM3`) that every node verifies offline; and an
+//! SM3-chained audit log of every login and administrative action. No credit data passes here.
+//!
+//! [`Coordinator`] holds the logic, with time passed in; [`api::router`] is its HTTP face.
+
+pub mod api;
+mod audit;
+mod ca;
+mod config;
+mod sso;
+mod users;
+
+use std::path::Path;
+
+use sqlx::AnyPool;
+use xy_shangmi::sm2::Sm2SecretKey;
+
+pub use audit::AuditCheck;
+pub use ca::{Enrolment, EnrolmentToken};
+pub use config::{GlobalConfig, NodeEntry, SignedConfig, verify_global_config};
+pub use sso::{Claims, TokenPair, verify_token};
+pub use users::UserRole;
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Errors of the coordinator. Each maps to one HTTP status in [`api`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoordinatorError {
+    /// The request is malformed; the text names the field.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The thing named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// It exists already, or was used already.
+    #[error("{0}")]
+    Conflict(String),
+    /// A certificate or key operation failed.
+    #[error(transparent)]
+    Pki(#[from] xy_gmtls::GmTlsError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] xy_store::StoreError),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A file of the data directory could not be read or written.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// Time limits and thresholds.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long the signed global configuration stays valid (nodes keep working on their cached
+    /// copy through a coordinator outage until then).
+    pub config_ttl_secs: u64,
+    /// Validity of issued certificates.
+    pub certificate_days: u64,
+    /// Validity of an access token.
+    pub access_ttl_secs: u64,
+    /// Validity of a refresh token (used once).
+    pub refresh_ttl_secs: u64,
+    /// Failed logins before a lockout.
+    pub lockout_after: i64,
+    /// Length of a lockout.
+    pub lockout_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            config_ttl_secs: 7 * 86_400,
+            certificate_days: 365,
+            access_ttl_secs: 15 * 60,
+            refresh_ttl_secs: 8 * 3600,
+            lockout_after: 5,
+            lockout_secs: 15 * 60,
+        }
+    }
+}
+
+/// The coordinator: its database, its CA and its signing key.
+pub struct Coordinator {
+    pool: AnyPool,
+    ca: ca::Authority,
+    sso_key: Sm2SecretKey,
+    settings: Settings,
+    /// Serialises audit appends (each links to the previous entry's hash).
+    audit_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator").finish_non_exhaustive()
+    }
+}
+
+impl Coordinator {
+    /// Open the coordinator in `data_dir`: SQLite there, or PostgreSQL at `database_url`; the CA
+    /// and the single-sign-on key are created on first start (private files) and loaded after.
+    pub async fn open(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        settings: Settings,
+        now: u64,
+    ) -> Result<Self, CoordinatorError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| CoordinatorError::Io(data_dir.display().to_string(), e))?;
+        let location = match database_url {
+            Some(url) => xy_store::StoreLocation::Postgres(url.to_owned()),
+            None => xy_store::StoreLocation::Sqlite(data_dir.to_path_buf()),
+        };
+        let pool = xy_store::open_database(&location, "coordinator").await?;
+        MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(xy_store::StoreError::from)?;
+        let ca = ca::Authority::load_or_create(data_dir, now)?;
+        let sso_key = ca::load_or_create_key(&data_dir.join("sso.key"))?;
+        Ok(Self {
+            pool,
+            ca,
+            sso_key,
+            settings,
+            audit_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The CA certificate (DER): the trust anchor of every node.
+    pub fn ca_certificate(&self) -> &[u8] {
+        self.ca.certificate()
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The pool (tests and the CLI's checks).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// Hex of bytes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 32 random bytes as hex (tokens).
+pub(crate) fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    hex(&bytes)
+}
+
+/// SM3 of a secret token, hex (tokens are stored hashed).
+pub(crate) fn token_hash(token: &str) -> String {
+    hex(&xy_shangmi::sm3(token.as_bytes()))
+}

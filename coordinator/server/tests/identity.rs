@@ -1,0 +1,506 @@
+//! The coordinator's identity service end to end: enrolment from an SM2 request and a one-time
+//! token (the certificates then carry a real QUIC handshake between two enrolled parties),
+//! revocation on a CRL OpenSSL reads, the signed and expiring global configuration, users with
+//! review by level, lockout, single-sign-on tokens verified offline, refresh once, the audit chain
+//! (and a tampered entry found), and the HTTP API with its OpenAPI description.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+use xy_coordinator_server::api::{ApiState, ROUTES, router};
+use xy_coordinator_server::{
+    Coordinator, CoordinatorError, Settings, UserRole, verify_global_config, verify_token,
+};
+use xy_gmtls::pki::{
+    ParsedCertificate, PeerIdentity, Role, certification_request, pem_encode, private_key_to_pkcs8,
+};
+use xy_shangmi::sm2::Sm2SecretKey;
+
+const NOW: u64 = 1_795_000_000; // 2026-11-17
+const PASSWORD: &str = "correct horse battery";
+
+async fn coordinator(dir: &Path) -> Coordinator {
+    Coordinator::open(dir, None, Settings::default(), NOW)
+        .await
+        .unwrap()
+}
+
+fn key(seed: u8) -> Sm2SecretKey {
+    Sm2SecretKey::from_bytes(&[seed; 32]).unwrap()
+}
+
+fn der_of_pem(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+async fn admin(c: &Coordinator) -> xy_coordinator_server::Claims {
+    c.create_admin("root", PASSWORD, "510000", NOW)
+        .await
+        .unwrap();
+    let tokens = c.login("root", PASSWORD, NOW).await.unwrap();
+    c.verify(&tokens.access_token, NOW).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolled_certificates_carry_a_quic_handshake_and_a_revocation_reaches_the_crl() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = coordinator(dir.path()).await;
+    let root = admin(&c).await;
+    let mut issued = Vec::new();
+    for (seed, jurisdiction, role, name) in [
+        (
+            1u8,
+            "510000",
+            Role::ProvinceNode,
+            "province.xinyong.internal",
+        ),
+        (
+            2,
+            "510100",
+            Role::InstitutionClient,
+            "bank.xinyong.internal",
+        ),
+    ] {
+        let identity = PeerIdentity::new(jurisdiction, role).unwrap();
+        let token = c
+            .create_enrolment_token(&root, &identity, name, 3600, NOW)
+            .await
+            .unwrap();
+        let request = certification_request(&key(seed), "ignored").unwrap();
+        let enrolment = c.enrol(&token.token, &request, NOW).await.unwrap();
+        let der = der_of_pem(&enrolment.certificate_pem);
+        let parsed = ParsedCertificate::parse(&der).unwrap();
+        assert_eq!(parsed.identity, Some(identity));
+        assert_eq!(parsed.public_key, key(seed).public_key());
+        // The token works once.
+        let again = c.enrol(&token.token, &request, NOW).await.unwrap_err();
+        assert!(
+            matches!(again, CoordinatorError::Unauthorized(_)),
+            "{again}"
+        );
+        issued.push((seed, name, enrolment));
+    }
+
+    // The two enrolled parties complete a mutually authenticated QUIC handshake.
+    let files = tempfile::tempdir().unwrap();
+    let ca = files.path().join("ca.pem");
+    std::fs::write(&ca, &issued[0].2.ca_pem).unwrap();
+    let credentials = |seed: u8, enrolment: &xy_coordinator_server::Enrolment| {
+        let cert = files.path().join(format!("{seed}.pem"));
+        let key_path = files.path().join(format!("{seed}.key"));
+        std::fs::write(&cert, &enrolment.certificate_pem).unwrap();
+        std::fs::write(
+            &key_path,
+            pem_encode("PRIVATE KEY", &private_key_to_pkcs8(&key(seed))),
+        )
+        .unwrap();
+        xy_transport::Credentials::load(&cert, &key_path, &ca, None).unwrap()
+    };
+    let province = credentials(1, &issued[0].2);
+    let bank = credentials(2, &issued[1].2);
+    let options = xy_transport::EndpointOptions::default();
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let server = xy_transport::PeerEndpoint::server(loopback, &province, &options).unwrap();
+    let addr = server.local_addr().unwrap();
+    let accepting = server.clone();
+    tokio::spawn(async move {
+        struct Echo;
+        impl xy_transport::Handler for Echo {
+            async fn request(&self, _: &PeerIdentity, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+                Ok(payload)
+            }
+            async fn bulk(
+                &self,
+                _: &PeerIdentity,
+                _: Vec<u8>,
+                _: &mut xy_transport::BulkReceiver<'_>,
+            ) -> Result<(), String> {
+                Ok(())
+            }
+        }
+        accepting.serve(Arc::new(Echo)).await
+    });
+    let client = xy_transport::PeerEndpoint::client(loopback, &bank, &options).unwrap();
+    let connection = client
+        .connect(addr, "province.xinyong.internal")
+        .await
+        .unwrap();
+    assert_eq!(connection.peer().role, Role::ProvinceNode);
+    assert_eq!(connection.request(b"ping").await.unwrap(), b"ping");
+
+    // Revocation: the CRL lists the bank's serial (read by OpenSSL).
+    c.revoke(&root, &issued[1].2.serial, "key compromise", NOW + 10)
+        .await
+        .unwrap();
+    let crl = c.revocation_list(NOW + 20).await.unwrap();
+    let crl_path = files.path().join("crl.der");
+    std::fs::write(&crl_path, &crl).unwrap();
+    let text = std::process::Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+        .arg(&crl_path)
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&text.stdout).to_uppercase();
+    assert!(
+        text.contains(&issued[1].2.serial.to_uppercase()),
+        "the CRL lists the revoked serial: {text}"
+    );
+    assert!(!text.contains(&issued[0].2.serial.to_uppercase()));
+    let twice = c
+        .revoke(&root, &issued[1].2.serial, "again", NOW + 30)
+        .await
+        .unwrap_err();
+    assert!(matches!(twice, CoordinatorError::Conflict(_)));
+}
+
+#[tokio::test]
+async fn bad_requests_and_tokens_are_refused_by_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = coordinator(dir.path()).await;
+    let root = admin(&c).await;
+    let identity = PeerIdentity::new("510100", Role::PrefectureNode).unwrap();
+    let token = c
+        .create_enrolment_token(&root, &identity, "chengdu.xinyong.internal", 3600, NOW)
+        .await
+        .unwrap();
+    // A forged request (a flipped bit) does not consume the token.
+    let mut forged = certification_request(&key(3), "x").unwrap();
+    forged[40] ^= 1;
+    let err = c.enrol(&token.token, &forged, NOW).await.unwrap_err();
+    assert!(matches!(err, CoordinatorError::BadRequest(_)), "{err}");
+    // An expired token is refused.
+    let request = certification_request(&key(3), "x").unwrap();
+    let err = c
+        .enrol(&token.token, &request, NOW + 3601)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoordinatorError::Unauthorized(_)));
+    assert!(c.enrol(&token.token, &request, NOW + 10).await.is_ok());
+    // A made-up token and a bad common name.
+    assert!(c.enrol("00", &request, NOW).await.is_err());
+    let err = c
+        .create_enrolment_token(&root, &identity, "bad name!", 3600, NOW)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("DNS name"), "{err}");
+}
+
+#[tokio::test]
+async fn the_global_configuration_is_signed_expires_and_lists_the_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = coordinator(dir.path()).await;
+    let root = admin(&c).await;
+    let chengdu = PeerIdentity::new("510100", Role::PrefectureNode).unwrap();
+    c.register_node(
+        &root,
+        &chengdu,
+        "10.1.0.2:8642",
+        "chengdu.xinyong.internal",
+        NOW,
+    )
+    .await
+    .unwrap();
+    let bank = PeerIdentity::new("510100", Role::InstitutionClient).unwrap();
+    assert!(
+        c.register_node(&root, &bank, "10.1.0.3:8642", "bank", NOW)
+            .await
+            .is_err(),
+        "only nodes are in the directory"
+    );
+    let signed = c.global_config(NOW).await.unwrap();
+    let config = verify_global_config(&signed, c.ca_certificate(), NOW + 60).unwrap();
+    assert_eq!(config.nodes.len(), 1);
+    assert_eq!(config.nodes[0].address, "10.1.0.2:8642");
+    assert_eq!(config.expires_at, NOW + Settings::default().config_ttl_secs);
+    // Tokens verify offline with the key the configuration carries.
+    let sso_key = xy_shangmi::sm2::Sm2PublicKey::from_sec1(
+        &(0..config.sso_public_key.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&config.sso_public_key[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let tokens = c.login("root", PASSWORD, NOW).await.unwrap();
+    let claims = verify_token(&tokens.access_token, &sso_key, NOW + 1).unwrap();
+    assert_eq!(
+        (claims.sub.as_str(), claims.role),
+        ("root", UserRole::ProvinceAdmin)
+    );
+    assert!(verify_token(&tokens.access_token, &sso_key, tokens.expires_at).is_err());
+    // Expired, tampered, or signed by another CA: refused.
+    assert!(verify_global_config(&signed, c.ca_certificate(), config.expires_at).is_err());
+    let mut tampered = signed.clone();
+    tampered.config = tampered.config.replace("10.1.0.2", "10.6.6.6");
+    assert!(verify_global_config(&tampered, c.ca_certificate(), NOW).is_err());
+    let other = tempfile::tempdir().unwrap();
+    let other = coordinator(other.path()).await;
+    assert!(verify_global_config(&signed, other.ca_certificate(), NOW).is_err());
+    // A tampered token is refused.
+    let mut forged = tokens.access_token.clone();
+    let at = forged.find('.').unwrap() + 5;
+    let flipped = if &forged[at..at + 1] == "A" { "B" } else { "A" };
+    forged.replace_range(at..at + 1, flipped);
+    assert!(c.verify(&forged, NOW).is_err());
+}
+
+#[tokio::test]
+async fn users_are_reviewed_by_level_locked_out_and_refreshed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = coordinator(dir.path()).await;
+    let root = admin(&c).await;
+    c.register_user(
+        "cd-admin",
+        PASSWORD,
+        UserRole::PrefectureAdmin,
+        "510100",
+        NOW,
+    )
+    .await
+    .unwrap();
+    let err = c.login("cd-admin", PASSWORD, NOW).await.unwrap_err();
+    assert!(
+        matches!(err, CoordinatorError::Forbidden(_)),
+        "pending: {err}"
+    );
+    c.approve_user(&root, "cd-admin", NOW).await.unwrap();
+    let cd = c
+        .verify(
+            &c.login("cd-admin", PASSWORD, NOW)
+                .await
+                .unwrap()
+                .access_token,
+            NOW,
+        )
+        .unwrap();
+    for (name, role, jurisdiction) in [
+        ("cd-op", UserRole::DepartmentOperator, "510100"),
+        ("my-op", UserRole::DepartmentOperator, "510700"),
+        ("cd-admin2", UserRole::PrefectureAdmin, "510100"),
+    ] {
+        c.register_user(name, PASSWORD, role, jurisdiction, NOW)
+            .await
+            .unwrap();
+    }
+    c.approve_user(&cd, "cd-op", NOW).await.unwrap();
+    for other in ["my-op", "cd-admin2"] {
+        let err = c.approve_user(&cd, other, NOW).await.unwrap_err();
+        assert!(
+            matches!(err, CoordinatorError::Forbidden(_)),
+            "{other}: {err}"
+        );
+    }
+    // Bad input by cause.
+    assert!(
+        c.register_user("x", PASSWORD, UserRole::Auditor, "510100", NOW)
+            .await
+            .is_err()
+    );
+    assert!(
+        c.register_user("short", "short", UserRole::Auditor, "510100", NOW)
+            .await
+            .is_err()
+    );
+    assert!(
+        c.register_user("bad-j", PASSWORD, UserRole::Auditor, "51", NOW)
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        c.register_user("cd-op", PASSWORD, UserRole::Auditor, "510100", NOW)
+            .await,
+        Err(CoordinatorError::Conflict(_))
+    ));
+
+    // Five wrong passwords lock the account; the right one is refused until the lock ends.
+    for _ in 0..5 {
+        assert!(c.login("cd-op", "wrong password!!", NOW).await.is_err());
+    }
+    let err = c.login("cd-op", PASSWORD, NOW + 1).await.unwrap_err();
+    assert!(err.to_string().contains("locked"), "{err}");
+    let lock = Settings::default().lockout_secs;
+    let tokens = c.login("cd-op", PASSWORD, NOW + lock + 1).await.unwrap();
+    // A refresh token works once.
+    let renewed = c
+        .refresh(&tokens.refresh_token, NOW + lock + 2)
+        .await
+        .unwrap();
+    assert!(c.verify(&renewed.access_token, NOW + lock + 3).is_ok());
+    assert!(
+        c.refresh(&tokens.refresh_token, NOW + lock + 4)
+            .await
+            .is_err()
+    );
+
+    // Everything above is in the audit chain; editing one entry breaks it there.
+    let check = c.verify_audit().await.unwrap();
+    assert!(check.is_intact() && check.entries > 15, "{check:?}");
+    sqlx::query("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 4")
+        .execute(c.pool())
+        .await
+        .unwrap();
+    assert_eq!(c.verify_audit().await.unwrap().first_broken, Some(4));
+}
+
+#[tokio::test]
+async fn the_http_api_enrols_refuses_strangers_and_describes_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(coordinator(dir.path()).await);
+    c.create_admin("root", PASSWORD, "510000", NOW)
+        .await
+        .unwrap();
+    let app = router(ApiState {
+        coordinator: Arc::clone(&c),
+        clock: Arc::new(|| NOW),
+    });
+    let call = |method: &str, path: &str, token: Option<&str>, body: serde_json::Value| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Body::from(body.to_string())).unwrap();
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let (status, body) = call(
+        "POST",
+        "/api/login",
+        None,
+        serde_json::json!({"username": "root", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let access: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let access = access["access_token"].as_str().unwrap().to_owned();
+
+    let token_request = serde_json::json!({
+        "jurisdiction": "510700", "role": "prefecture-node", "common_name": "mianyang.xinyong.internal"
+    });
+    let (status, _) = call("POST", "/api/tokens", None, token_request.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call("POST", "/api/tokens", Some(&access), token_request).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let csr_pem = pem_encode(
+        "CERTIFICATE REQUEST",
+        &certification_request(&key(7), "m").unwrap(),
+    );
+    let (status, body) = call(
+        "POST",
+        "/api/enrol",
+        None,
+        serde_json::json!({"token": token["token"], "csr_pem": csr_pem}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body.contains("BEGIN CERTIFICATE"));
+    let (status, body) = call("POST", "/api/enrol", None, serde_json::json!({"token": 1})).await;
+    assert!(status.is_client_error(), "{status} {body}");
+    let (status, body) = call("GET", "/api/config", None, serde_json::Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call("GET", "/api/audit", Some(&access), serde_json::Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("certificate.issue"));
+
+    let (status, body) = call("GET", "/api/openapi.json", None, serde_json::Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for (method, path) in ROUTES {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not described"
+        );
+    }
+    assert_eq!(
+        doc["paths"].as_object().unwrap().len(),
+        ROUTES.len(),
+        "every described path is served"
+    );
+}
+
+/// A fresh database on the throwaway PostgreSQL cluster of `scripts/test.sh`.
+async fn postgres_database(name: &str) -> String {
+    let base = std::env::var("XY_TEST_PG_URL").expect(
+        "XY_TEST_PG_URL is not set: run the test suite with scripts/test.sh, which starts a throwaway PostgreSQL",
+    );
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&base)
+        .await
+        .expect("connect to PostgreSQL");
+    let db = format!("xy_{name}_{}", std::process::id());
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let (prefix, _) = base.rsplit_once('/').expect("URL has a database part");
+    format!("{prefix}/{db}")
+}
+
+#[tokio::test]
+async fn identity_runs_on_postgresql() {
+    let url = postgres_database("coordinator").await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = Coordinator::open(dir.path(), Some(&url), Settings::default(), NOW)
+        .await
+        .unwrap();
+    let root = admin(&c).await;
+    let identity = PeerIdentity::new("510700", Role::PrefectureNode).unwrap();
+    let token = c
+        .create_enrolment_token(&root, &identity, "mianyang.xinyong.internal", 3600, NOW)
+        .await
+        .unwrap();
+    let request = certification_request(&key(9), "m").unwrap();
+    let enrolment = c.enrol(&token.token, &request, NOW).await.unwrap();
+    assert!(c.enrol(&token.token, &request, NOW).await.is_err());
+    c.register_node(
+        &root,
+        &identity,
+        "10.7.0.2:8642",
+        "mianyang.xinyong.internal",
+        NOW,
+    )
+    .await
+    .unwrap();
+    c.revoke(&root, &enrolment.serial, "rotated", NOW + 5)
+        .await
+        .unwrap();
+    let config = verify_global_config(
+        &c.global_config(NOW + 6).await.unwrap(),
+        c.ca_certificate(),
+        NOW + 7,
+    )
+    .unwrap();
+    assert_eq!(config.nodes.len(), 1);
+    c.register_user("auditor1", PASSWORD, UserRole::Auditor, "510000", NOW)
+        .await
+        .unwrap();
+    c.approve_user(&root, "auditor1", NOW).await.unwrap();
+    let tokens = c.login("auditor1", PASSWORD, NOW).await.unwrap();
+    assert!(c.refresh(&tokens.refresh_token, NOW + 1).await.is_ok());
+    let check = c.verify_audit().await.unwrap();
+    assert!(check.is_intact(), "{check:?}");
+    assert!(check.entries >= 8);
+}
