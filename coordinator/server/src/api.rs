@@ -257,9 +257,11 @@ async fn refresh(
 async fn audit(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<Response> {
     let actor = caller(&s, &headers)?;
     if !matches!(actor.role, UserRole::Auditor | UserRole::ProvinceAdmin) {
-        return Err(CoordinatorError::Forbidden(
-            "the audit log is for auditors and province administrators".into(),
-        ));
+        let reason = "the audit log is for auditors and province administrators".to_owned();
+        return Err(s
+            .coordinator
+            .deny(&actor, "audit.read", reason, (s.clock)())
+            .await);
     }
     let check = s.coordinator.verify_audit().await?;
     let entries = s.coordinator.audit_entries(200).await?;

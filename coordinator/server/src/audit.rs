@@ -78,6 +78,21 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Refuse `action` to `actor`: the refusal is audited, and returned as `Forbidden`.
+    pub async fn deny(
+        &self,
+        actor: &crate::Claims,
+        action: &str,
+        reason: String,
+        now: u64,
+    ) -> CoordinatorError {
+        let detail = serde_json::json!({"action": action, "reason": reason});
+        if let Err(e) = self.audit(&actor.sub, "denied", detail, now).await {
+            return e;
+        }
+        CoordinatorError::Forbidden(reason)
+    }
+
     /// Check the whole chain.
     pub async fn verify_audit(&self) -> Result<AuditCheck, CoordinatorError> {
         let rows = sqlx::query(

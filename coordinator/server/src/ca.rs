@@ -133,8 +133,8 @@ pub struct Enrolment {
 }
 
 /// Whether `actor` may manage certificates of `identity`: a province administrator any; a
-/// prefecture administrator only department clients of its own jurisdiction.
-fn may_manage(actor: &Claims, jurisdiction: &str, role: Role) -> Result<(), CoordinatorError> {
+/// prefecture administrator only department clients of its own jurisdiction. `Err` says why not.
+fn may_manage(actor: &Claims, jurisdiction: &str, role: Role) -> Result<(), String> {
     match actor.role {
         UserRole::ProvinceAdmin => Ok(()),
         UserRole::PrefectureAdmin
@@ -142,14 +142,11 @@ fn may_manage(actor: &Claims, jurisdiction: &str, role: Role) -> Result<(), Coor
         {
             Ok(())
         }
-        UserRole::PrefectureAdmin => Err(CoordinatorError::Forbidden(format!(
+        UserRole::PrefectureAdmin => Err(format!(
             "a prefecture administrator of {} manages department clients of {} only",
             actor.jurisdiction, actor.jurisdiction
-        ))),
-        other => Err(CoordinatorError::Forbidden(format!(
-            "{} may not manage certificates",
-            other.as_str()
-        ))),
+        )),
+        other => Err(format!("{} may not manage certificates", other.as_str())),
     }
 }
 
@@ -163,7 +160,9 @@ impl Coordinator {
         ttl_secs: u64,
         now: u64,
     ) -> Result<EnrolmentToken, CoordinatorError> {
-        may_manage(actor, &identity.jurisdiction, identity.role)?;
+        if let Err(reason) = may_manage(actor, &identity.jurisdiction, identity.role) {
+            return Err(self.deny(actor, "token.create", reason, now).await);
+        }
         let name_ok = !common_name.is_empty()
             && common_name.len() <= 253
             && common_name
@@ -305,6 +304,14 @@ impl Coordinator {
         reason: &str,
         now: u64,
     ) -> Result<(), CoordinatorError> {
+        // Deny first: only administrators learn whether a certificate exists.
+        if !matches!(
+            actor.role,
+            UserRole::ProvinceAdmin | UserRole::PrefectureAdmin
+        ) {
+            let reason = format!("a {} may not revoke certificates", actor.role.as_str());
+            return Err(self.deny(actor, "certificate.revoke", reason, now).await);
+        }
         let row = sqlx::query(
             "SELECT jurisdiction, role, revoked_at FROM certificates WHERE serial = $1",
         )
@@ -317,7 +324,9 @@ impl Coordinator {
         let revoked_at: Option<i64> = row.try_get(2)?;
         let role = Role::parse(&role)
             .ok_or_else(|| CoordinatorError::BadRequest(format!("unknown role {role}")))?;
-        may_manage(actor, &jurisdiction, role)?;
+        if let Err(reason) = may_manage(actor, &jurisdiction, role) {
+            return Err(self.deny(actor, "certificate.revoke", reason, now).await);
+        }
         if revoked_at.is_some() {
             return Err(CoordinatorError::Conflict(format!(
                 "certificate {serial_hex} is revoked already"
@@ -378,9 +387,8 @@ impl Coordinator {
         now: u64,
     ) -> Result<(), CoordinatorError> {
         if actor.role != UserRole::ProvinceAdmin {
-            return Err(CoordinatorError::Forbidden(
-                "only a province administrator edits the node directory".into(),
-            ));
+            let reason = "only a province administrator edits the node directory".to_owned();
+            return Err(self.deny(actor, "node.register", reason, now).await);
         }
         if !identity.role.is_node() {
             return Err(CoordinatorError::BadRequest(format!(

@@ -23,7 +23,7 @@ use xy_shangmi::sm2::Sm2SecretKey;
 pub use audit::AuditCheck;
 pub use ca::{Enrolment, EnrolmentToken};
 pub use config::{GlobalConfig, NodeEntry, SignedConfig, verify_global_config};
-pub use sso::{Claims, TokenPair, verify_token};
+pub use sso::{AUDIENCE, Claims, TokenPair, verify_token};
 pub use users::UserRole;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -28,6 +28,8 @@ pub struct Claims {
     pub exp: u64,
     /// Issuer.
     pub iss: String,
+    /// Audience: the services that accept the token.
+    pub aud: String,
 }
 
 /// An access token and its refresh token.
@@ -43,10 +45,17 @@ pub struct TokenPair {
 
 const HEADER: &str = r#"{"alg":"SM2SM3","typ":"JWT"}"#;
 const ISSUER: &str = "xinyong-coordinator";
+/// The audience of the coordinator's tokens: the platform's nodes and the coordinator itself.
+pub const AUDIENCE: &str = "xinyong-platform";
 
 /// Verify an access token offline with the coordinator's single-sign-on key: the signature, the
-/// algorithm, the issuer and the expiry.
-pub fn verify_token(token: &str, key: &Sm2PublicKey, now: u64) -> Result<Claims, CoordinatorError> {
+/// algorithm, the issuer, the audience (`audience`, usually [`AUDIENCE`]) and the expiry.
+pub fn verify_token(
+    token: &str,
+    key: &Sm2PublicKey,
+    audience: &str,
+    now: u64,
+) -> Result<Claims, CoordinatorError> {
     let bad = |why: &str| CoordinatorError::Unauthorized(format!("invalid token: {why}"));
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
@@ -74,6 +83,9 @@ pub fn verify_token(token: &str, key: &Sm2PublicKey, now: u64) -> Result<Claims,
     .map_err(|_| bad("claims"))?;
     if claims.iss != ISSUER {
         return Err(bad("issuer"));
+    }
+    if claims.aud != audience {
+        return Err(bad("audience"));
     }
     if claims.exp <= now {
         return Err(bad("expired"));
@@ -117,6 +129,7 @@ impl Coordinator {
             iat: now,
             exp: expires_at,
             iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
         })?;
         let refresh_token = random_token();
         sqlx::query(
@@ -136,7 +149,7 @@ impl Coordinator {
 
     /// Verify an access token (as any node would, offline).
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, CoordinatorError> {
-        verify_token(token, &self.sso_public_key(), now)
+        verify_token(token, &self.sso_public_key(), AUDIENCE, now)
     }
 
     /// Exchange a refresh token (once) for new tokens, if the user is still active.

@@ -185,6 +185,14 @@ impl Coordinator {
         username: &str,
         now: u64,
     ) -> Result<(), CoordinatorError> {
+        // Deny first: only administrators learn whether a user exists.
+        if !matches!(
+            actor.role,
+            UserRole::ProvinceAdmin | UserRole::PrefectureAdmin
+        ) {
+            let reason = format!("a {} may not approve users", actor.role.as_str());
+            return Err(self.deny(actor, "user.approve", reason, now).await);
+        }
         let row = sqlx::query("SELECT role, jurisdiction, status FROM users WHERE username = $1")
             .bind(username)
             .fetch_optional(&self.pool)
@@ -204,12 +212,13 @@ impl Coordinator {
             _ => false,
         };
         if !allowed {
-            return Err(CoordinatorError::Forbidden(format!(
+            let reason = format!(
                 "{} of {} may not approve a {} of {jurisdiction}",
                 actor.role.as_str(),
                 actor.jurisdiction,
                 role.as_str()
-            )));
+            );
+            return Err(self.deny(actor, "user.approve", reason, now).await);
         }
         if status != "pending" {
             return Err(CoordinatorError::Conflict(format!(

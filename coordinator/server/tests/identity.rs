@@ -12,7 +12,7 @@ use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
 use xy_coordinator_server::api::{ApiState, ROUTES, router};
 use xy_coordinator_server::{
-    Coordinator, CoordinatorError, Settings, UserRole, verify_global_config, verify_token,
+    AUDIENCE, Coordinator, CoordinatorError, Settings, UserRole, verify_global_config, verify_token,
 };
 use xy_gmtls::pki::{
     ParsedCertificate, PeerIdentity, Role, certification_request, pem_encode, private_key_to_pkcs8,
@@ -158,6 +158,46 @@ async fn enrolled_certificates_carry_a_quic_handshake_and_a_revocation_reaches_t
         .await
         .unwrap_err();
     assert!(matches!(twice, CoordinatorError::Conflict(_)));
+
+    // The next global configuration carries the CRL; a node that loads it refuses the bank.
+    let config = verify_global_config(
+        &c.global_config(NOW + 40).await.unwrap(),
+        c.ca_certificate(),
+        NOW + 41,
+    )
+    .unwrap();
+    let crl_pem = files.path().join("crl.pem");
+    std::fs::write(&crl_pem, &config.crl).unwrap();
+    let (cert, key_path) = (files.path().join("1.pem"), files.path().join("1.key"));
+    let guarded = xy_transport::Credentials::load(&cert, &key_path, &ca, Some(&crl_pem)).unwrap();
+    let guarded = xy_transport::PeerEndpoint::server(loopback, &guarded, &options).unwrap();
+    let guarded_addr = guarded.local_addr().unwrap();
+    let accepting = guarded.clone();
+    tokio::spawn(async move {
+        struct Nothing;
+        impl xy_transport::Handler for Nothing {
+            async fn request(&self, _: &PeerIdentity, _: Vec<u8>) -> Result<Vec<u8>, String> {
+                Ok(Vec::new())
+            }
+            async fn bulk(
+                &self,
+                _: &PeerIdentity,
+                _: Vec<u8>,
+                _: &mut xy_transport::BulkReceiver<'_>,
+            ) -> Result<(), String> {
+                Ok(())
+            }
+        }
+        accepting.serve(Arc::new(Nothing)).await
+    });
+    let refused = async {
+        let connection = client
+            .connect(guarded_addr, "province.xinyong.internal")
+            .await?;
+        connection.request(b"ping").await
+    }
+    .await;
+    assert!(refused.is_err(), "the revoked bank was let in");
 }
 
 #[tokio::test]
@@ -228,12 +268,21 @@ async fn the_global_configuration_is_signed_expires_and_lists_the_nodes() {
     )
     .unwrap();
     let tokens = c.login("root", PASSWORD, NOW).await.unwrap();
-    let claims = verify_token(&tokens.access_token, &sso_key, NOW + 1).unwrap();
+    let claims = verify_token(&tokens.access_token, &sso_key, AUDIENCE, NOW + 1).unwrap();
     assert_eq!(
         (claims.sub.as_str(), claims.role),
         ("root", UserRole::ProvinceAdmin)
     );
-    assert!(verify_token(&tokens.access_token, &sso_key, tokens.expires_at).is_err());
+    // Expired, or meant for another audience: refused.
+    assert!(verify_token(&tokens.access_token, &sso_key, AUDIENCE, tokens.expires_at).is_err());
+    let err = verify_token(
+        &tokens.access_token,
+        &sso_key,
+        "some-other-service",
+        NOW + 1,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("audience"), "{err}");
     // Expired, tampered, or signed by another CA: refused.
     assert!(verify_global_config(&signed, c.ca_certificate(), config.expires_at).is_err());
     let mut tampered = signed.clone();
@@ -503,4 +552,143 @@ async fn identity_runs_on_postgresql() {
     let check = c.verify_audit().await.unwrap();
     assert!(check.is_intact(), "{check:?}");
     assert!(check.entries >= 8);
+}
+
+#[tokio::test]
+async fn the_role_matrix_every_role_times_every_protected_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(coordinator(dir.path()).await);
+    c.create_admin("root", PASSWORD, "510000", NOW)
+        .await
+        .unwrap();
+    let root = c
+        .verify(
+            &c.login("root", PASSWORD, NOW).await.unwrap().access_token,
+            NOW,
+        )
+        .unwrap();
+    let mut tokens = vec![("none", None)];
+    for (name, role, jurisdiction) in [
+        ("p-admin", UserRole::PrefectureAdmin, "510100"),
+        ("operator", UserRole::DepartmentOperator, "510100"),
+        ("auditor", UserRole::Auditor, "510000"),
+        ("banker", UserRole::InstitutionUser, "510100"),
+    ] {
+        c.register_user(name, PASSWORD, role, jurisdiction, NOW)
+            .await
+            .unwrap();
+        c.approve_user(&root, name, NOW).await.unwrap();
+    }
+    for name in ["root", "p-admin", "operator", "auditor", "banker"] {
+        let access = c.login(name, PASSWORD, NOW).await.unwrap().access_token;
+        tokens.push((name, Some(access)));
+    }
+    // A pending user to approve, a certificate to revoke.
+    c.register_user(
+        "waiting",
+        PASSWORD,
+        UserRole::DepartmentOperator,
+        "510100",
+        NOW,
+    )
+    .await
+    .unwrap();
+    let identity = PeerIdentity::new("510100", Role::DepartmentClient).unwrap();
+    let token = c
+        .create_enrolment_token(&root, &identity, "dept.xinyong.internal", 3600, NOW)
+        .await
+        .unwrap();
+    let serial = c
+        .enrol(
+            &token.token,
+            &certification_request(&key(11), "d").unwrap(),
+            NOW,
+        )
+        .await
+        .unwrap()
+        .serial;
+    let app = router(ApiState {
+        coordinator: Arc::clone(&c),
+        clock: Arc::new(|| NOW),
+    });
+    let node = serde_json::json!({"jurisdiction": "510100", "role": "prefecture-node", "address": "10.1.0.2:8642", "server_name": "chengdu.xinyong.internal"});
+    let node_token = serde_json::json!({"jurisdiction": "510100", "role": "prefecture-node", "common_name": "chengdu.xinyong.internal"});
+    let revoke = serde_json::json!({"reason": "test"});
+    let revoke_path = format!("/api/certificates/{serial}/revoke");
+    // (endpoint, body, expected status for: none, root, p-admin, operator, auditor, banker)
+    let matrix: [(&str, &str, serde_json::Value, [u16; 6]); 5] = [
+        (
+            "POST",
+            "/api/tokens",
+            node_token,
+            [401, 201, 403, 403, 403, 403],
+        ),
+        ("POST", "/api/nodes", node, [401, 204, 403, 403, 403, 403]),
+        (
+            "GET",
+            "/api/audit",
+            serde_json::Value::Null,
+            [401, 200, 403, 403, 200, 403],
+        ),
+        (
+            "POST",
+            "/api/users/waiting/approve",
+            serde_json::Value::Null,
+            [401, 403, 204, 403, 403, 403],
+        ),
+        ("POST", &revoke_path, revoke, [401, 403, 204, 403, 403, 403]),
+    ];
+    // root goes last on the two one-shot rows: the prefecture admin approves and revokes first.
+    for (method, path, body, expected) in matrix {
+        let order: Vec<usize> = if path.contains("approve") || path.contains("revoke") {
+            vec![0, 2, 3, 4, 5, 1]
+        } else {
+            (0..6).collect()
+        };
+        for i in order {
+            let (who, token) = &tokens[i];
+            let mut request = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json");
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            let response = app
+                .clone()
+                .oneshot(request.body(Body::from(body.to_string())).unwrap())
+                .await
+                .unwrap();
+            let want = match (who, path) {
+                // After the prefecture admin acted, root meets a done job.
+                (&"root", p) if p.contains("approve") || p.contains("revoke") => 409,
+                _ => expected[i],
+            };
+            assert_eq!(response.status().as_u16(), want, "{who} {method} {path}");
+        }
+    }
+    // Every refusal of an authenticated caller is in the audit chain.
+    let denied = c
+        .audit_entries(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e["action"] == "denied")
+        .count();
+    assert_eq!(denied, 4 + 4 + 3 + 3 + 3);
+    // Oversized bodies and malformed JSON: refused, not crashed.
+    let big = "x".repeat(100 * 1024);
+    let response = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/api/login")
+                .header("content-type", "application/json")
+                .body(Body::from(big))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
