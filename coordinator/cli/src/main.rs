@@ -1,5 +1,5 @@
 //! `xinyong-coordinator`: the province's coordinator — identity (SM2 CA, enrolment, revocation,
-//! the signed global configuration, users, single sign-on) and its audit chain. Thin over
+//! the signed global configuration, users, single sign-on), the data catalogue and the audit chain. Thin over
 //! `xy-coordinator-server`.
 //!
 //! ```text
@@ -110,6 +110,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { data, listen } => {
             let coordinator = Arc::new(open(&data).await?);
+            // Conditional subscriptions past their time limit are escalated every five minutes.
+            let escalating = Arc::clone(&coordinator);
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(300));
+                loop {
+                    every.tick().await;
+                    if let Err(e) = escalating.escalate_overdue(unix_now()).await {
+                        eprintln!("xinyong-coordinator: escalating overdue subscriptions: {e}");
+                    }
+                }
+            });
             let app = router(ApiState {
                 coordinator,
                 clock: Arc::new(unix_now),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use xy_gmtls::pki::{PeerIdentity, Role, pem_encode};
 
 use crate::ca::pem_decode;
+use crate::catalogue::ResourceMetadata;
 use crate::sso::Claims;
 use crate::users::UserRole;
 use crate::{Coordinator, CoordinatorError};
@@ -268,12 +269,167 @@ async fn audit(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<Respo
     Ok(Json(serde_json::json!({"check": check, "entries": entries})).into_response())
 }
 
+async fn register_resource(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Json(body): Json<ResourceMetadata>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    let version = s
+        .coordinator
+        .register_resource(&actor, &body, (s.clock)())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"code": body.code, "version": version, "status": "registered"})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchQuery {
+    q: Option<String>,
+    class: Option<String>,
+    sharing: Option<String>,
+}
+
+async fn search_resources(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Query(query): Query<SearchQuery>,
+) -> ApiResult<Response> {
+    caller(&s, &headers)?;
+    let found = s
+        .coordinator
+        .search_resources(
+            query.q.as_deref(),
+            query.class.as_deref(),
+            query.sharing.as_deref(),
+        )
+        .await?;
+    Ok(Json(found).into_response())
+}
+
+async fn resource(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> ApiResult<Response> {
+    caller(&s, &headers)?;
+    Ok(Json(s.coordinator.resource(&code).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewRequest {
+    approve: bool,
+    #[serde(default)]
+    note: String,
+}
+
+async fn review_resource(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path((code, version)): Path<(String, i64)>,
+    Json(body): Json<ReviewRequest>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    s.coordinator
+        .review_resource(
+            &actor,
+            &code,
+            version,
+            body.approve,
+            &body.note,
+            (s.clock)(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn publish_resource(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path((code, version)): Path<(String, i64)>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    s.coordinator
+        .publish_resource(&actor, &code, version, (s.clock)())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn retire_resource(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    s.coordinator
+        .retire_resource(&actor, &code, (s.clock)())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeRequest {
+    purpose: String,
+}
+
+async fn subscribe(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+    Json(body): Json<SubscribeRequest>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    let subscription = s
+        .coordinator
+        .subscribe(&actor, &code, &body.purpose, (s.clock)())
+        .await?;
+    Ok((StatusCode::CREATED, Json(subscription)).into_response())
+}
+
+async fn list_subscriptions(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    Ok(Json(
+        s.coordinator
+            .list_subscriptions(&actor, (s.clock)())
+            .await?,
+    )
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideRequest {
+    grant: bool,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn decide_subscription(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Json(body): Json<DecideRequest>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    let subscription = s
+        .coordinator
+        .decide_subscription(&actor, id, body.grant, &body.reason, (s.clock)())
+        .await?;
+    Ok(Json(subscription).into_response())
+}
+
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// Every route: (method, path), as served and as described in the OpenAPI document.
-pub const ROUTES: [(&str, &str); 12] = [
+pub const ROUTES: [(&str, &str); 21] = [
     ("post", "/api/enrol"),
     ("post", "/api/tokens"),
     ("post", "/api/certificates/{serial}/revoke"),
@@ -286,6 +442,21 @@ pub const ROUTES: [(&str, &str); 12] = [
     ("post", "/api/refresh"),
     ("get", "/api/audit"),
     ("get", "/api/openapi.json"),
+    ("post", "/api/catalogue/resources"),
+    ("get", "/api/catalogue/resources"),
+    ("get", "/api/catalogue/resources/{code}"),
+    (
+        "post",
+        "/api/catalogue/resources/{code}/versions/{version}/review",
+    ),
+    (
+        "post",
+        "/api/catalogue/resources/{code}/versions/{version}/publish",
+    ),
+    ("post", "/api/catalogue/resources/{code}/retire"),
+    ("post", "/api/catalogue/resources/{code}/subscriptions"),
+    ("get", "/api/catalogue/subscriptions"),
+    ("post", "/api/catalogue/subscriptions/{id}/decide"),
 ];
 
 /// The OpenAPI 3.1 description of the API.
@@ -306,6 +477,32 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/refresh", post(refresh))
         .route("/api/audit", get(audit))
         .route("/api/openapi.json", get(openapi))
+        .route(
+            "/api/catalogue/resources",
+            post(register_resource).get(search_resources),
+        )
+        .route("/api/catalogue/resources/{code}", get(resource))
+        .route(
+            "/api/catalogue/resources/{code}/versions/{version}/review",
+            post(review_resource),
+        )
+        .route(
+            "/api/catalogue/resources/{code}/versions/{version}/publish",
+            post(publish_resource),
+        )
+        .route(
+            "/api/catalogue/resources/{code}/retire",
+            post(retire_resource),
+        )
+        .route(
+            "/api/catalogue/resources/{code}/subscriptions",
+            post(subscribe),
+        )
+        .route("/api/catalogue/subscriptions", get(list_subscriptions))
+        .route(
+            "/api/catalogue/subscriptions/{id}/decide",
+            post(decide_subscription),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }

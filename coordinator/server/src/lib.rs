@@ -4,13 +4,16 @@
 //! signed, expiring global configuration (trust anchor, node directory, CRL, the single-sign-on
 //! key, policy versions) that nodes cache; users with review, argon2id passwords and lockout;
 //! single-sign-on tokens (JWT-shaped, alg `SM2SM3`) that every node verifies offline; and an
-//! SM3-chained audit log of every login and administrative action. No credit data passes here.
+//! SM3-chained audit log of every login and administrative action; and the data catalogue
+//! ([`catalogue`]: resources, review and publication, versions, lineage, subscriptions with
+//! working-day time limits). No credit data passes here.
 //!
 //! [`Coordinator`] holds the logic, with time passed in; [`api::router`] is its HTTP face.
 
 pub mod api;
 mod audit;
 mod ca;
+pub mod catalogue;
 mod config;
 mod sso;
 mod users;
@@ -98,6 +101,7 @@ pub struct Coordinator {
     ca: ca::Authority,
     sso_key: Sm2SecretKey,
     settings: Settings,
+    catalogue: catalogue::CataloguePolicy,
     /// Serialises audit appends (each links to the previous entry's hash).
     audit_lock: tokio::sync::Mutex<()>,
 }
@@ -135,6 +139,7 @@ impl Coordinator {
             ca,
             sso_key,
             settings,
+            catalogue: catalogue::CataloguePolicy::shipped(),
             audit_lock: tokio::sync::Mutex::new(()),
         })
     }
