@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test suite, exactly as CI runs it (.ci/run calls this script):
 #   formatting, clippy with warnings denied, then every test of the workspace, with Debian's
-#   openssl as an independent oracle and a throwaway PostgreSQL cluster (initdb + pg_ctl in a temporary directory on a free loopback port) for the
+#   openssl as an independent oracle, headless Chromium for the report page, and a throwaway PostgreSQL cluster (initdb + pg_ctl in a temporary directory on a free loopback port) for the
 #   PostgreSQL store tests. PostgreSQL is installed with apt-get when missing; the cluster is
 #   stopped and removed on exit, whatever happens.
 set -euo pipefail
@@ -24,6 +24,12 @@ find_pg_bin() {
 if ! command -v openssl >/dev/null 2>&1; then
     log "openssl not found: installing it with apt-get"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
+
+# Headless Chromium loads the coordinator's statistics page and checks that its chart is drawn.
+if ! command -v chromium >/dev/null 2>&1; then
+    log "chromium not found: installing it with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
 PG_BIN=$(find_pg_bin || true)

@@ -15,6 +15,7 @@ use xy_gmtls::pki::{PeerIdentity, Role, pem_encode};
 use crate::ca::pem_decode;
 use crate::catalogue::ResourceMetadata;
 use crate::sso::Claims;
+use crate::statistics::{Feedback, Grouping, SignedReport};
 use crate::users::UserRole;
 use crate::{Coordinator, CoordinatorError};
 
@@ -424,12 +425,172 @@ async fn decide_subscription(
     Ok(Json(subscription).into_response())
 }
 
+async fn statistics_report(
+    State(s): State<ApiState>,
+    Json(body): Json<SignedReport>,
+) -> ApiResult<Response> {
+    let lines = s.coordinator.accept_report(&body, (s.clock)()).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"lines": lines})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatisticsQuery {
+    from: String,
+    to: String,
+    #[serde(default)]
+    by: Option<Grouping>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+fn grouping_name(by: Grouping) -> &'static str {
+    match by {
+        Grouping::Prefecture => "市州",
+        Grouping::Department => "数据来源单位",
+        Grouping::Category => "类别",
+        Grouping::Day => "日期",
+    }
+}
+
+async fn statistics(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Query(query): Query<StatisticsQuery>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    let by = query.by.unwrap_or(Grouping::Prefecture);
+    let rows = s
+        .coordinator
+        .statistics(&actor, &query.from, &query.to, by, (s.clock)())
+        .await?;
+    match query.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(rows).into_response()),
+        "csv" => Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"statistics.csv\"",
+                ),
+            ],
+            crate::statistics::to_csv(grouping_name(by), &rows),
+        )
+            .into_response()),
+        "xlsx" => Ok((
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                ),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"statistics.xlsx\"",
+                ),
+            ],
+            crate::statistics::to_xlsx(grouping_name(by), &rows)?,
+        )
+            .into_response()),
+        other => Err(CoordinatorError::BadRequest(format!(
+            "format {other:?}: json, csv or xlsx"
+        ))),
+    }
+}
+
+async fn statistics_ticket(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    let ticket = s.coordinator.view_ticket(&actor, (s.clock)()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"ticket": ticket, "expires_in": 300})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    ticket: String,
+    from: String,
+    to: String,
+}
+
+async fn statistics_page(
+    State(s): State<ApiState>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Response> {
+    let now = (s.clock)();
+    let actor = s.coordinator.redeem_view_ticket(&query.ticket, now)?;
+    let by_prefecture = s
+        .coordinator
+        .statistics(&actor, &query.from, &query.to, Grouping::Prefecture, now)
+        .await?;
+    let by_day = s
+        .coordinator
+        .statistics(&actor, &query.from, &query.to, Grouping::Day, now)
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+            ),
+        ],
+        crate::statistics::report_html(&query.from, &query.to, &by_prefecture, &by_day),
+    )
+        .into_response())
+}
+
+async fn submit_feedback(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Json(body): Json<Feedback>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    let id = s
+        .coordinator
+        .submit_feedback(&actor, &body, (s.clock)())
+        .await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({"id": id}))).into_response())
+}
+
+async fn list_feedback(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    Ok(Json(s.coordinator.feedback(&actor).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackReview {
+    accept: bool,
+    #[serde(default)]
+    note: String,
+}
+
+async fn review_feedback(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Json(body): Json<FeedbackReview>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    s.coordinator
+        .review_feedback(&actor, id, body.accept, &body.note, (s.clock)())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// Every route: (method, path), as served and as described in the OpenAPI document.
-pub const ROUTES: [(&str, &str); 21] = [
+pub const ROUTES: [(&str, &str); 28] = [
     ("post", "/api/enrol"),
     ("post", "/api/tokens"),
     ("post", "/api/certificates/{serial}/revoke"),
@@ -457,6 +618,13 @@ pub const ROUTES: [(&str, &str); 21] = [
     ("post", "/api/catalogue/resources/{code}/subscriptions"),
     ("get", "/api/catalogue/subscriptions"),
     ("post", "/api/catalogue/subscriptions/{id}/decide"),
+    ("post", "/api/statistics/reports"),
+    ("get", "/api/statistics"),
+    ("post", "/api/statistics/tickets"),
+    ("get", "/api/statistics/report.html"),
+    ("post", "/api/feedback"),
+    ("get", "/api/feedback"),
+    ("post", "/api/feedback/{id}/review"),
 ];
 
 /// The OpenAPI 3.1 description of the API.
@@ -503,6 +671,16 @@ pub fn router(state: ApiState) -> Router {
             "/api/catalogue/subscriptions/{id}/decide",
             post(decide_subscription),
         )
+        // Node reports carry up to a few thousand lines; everything else is small.
+        .route(
+            "/api/statistics/reports",
+            post(statistics_report).layer(axum::extract::DefaultBodyLimit::max(4 << 20)),
+        )
+        .route("/api/statistics", get(statistics))
+        .route("/api/statistics/tickets", post(statistics_ticket))
+        .route("/api/statistics/report.html", get(statistics_page))
+        .route("/api/feedback", post(submit_feedback).get(list_feedback))
+        .route("/api/feedback/{id}/review", post(review_feedback))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }

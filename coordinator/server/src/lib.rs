@@ -16,6 +16,7 @@ mod ca;
 pub mod catalogue;
 mod config;
 mod sso;
+pub mod statistics;
 mod users;
 
 use std::path::Path;
@@ -102,6 +103,9 @@ pub struct Coordinator {
     sso_key: Sm2SecretKey,
     settings: Settings,
     catalogue: catalogue::CataloguePolicy,
+    /// Short-lived tickets for viewing the statistics page in a browser: token hash → (claims,
+    /// expiry).
+    view_tickets: std::sync::Mutex<std::collections::HashMap<String, (Claims, u64)>>,
     /// Serialises audit appends (each links to the previous entry's hash).
     audit_lock: tokio::sync::Mutex<()>,
 }
@@ -140,6 +144,7 @@ impl Coordinator {
             sso_key,
             settings,
             catalogue: catalogue::CataloguePolicy::shipped(),
+            view_tickets: std::sync::Mutex::new(std::collections::HashMap::new()),
             audit_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -152,6 +157,31 @@ impl Coordinator {
     /// The settings in force.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// A ticket that lets a browser open the statistics page for five minutes as `actor`
+    /// (a browser cannot send the bearer header of a link).
+    pub async fn view_ticket(&self, actor: &Claims, now: u64) -> Result<String, CoordinatorError> {
+        let ticket = random_token();
+        {
+            let mut tickets = self.view_tickets.lock().unwrap_or_else(|e| e.into_inner());
+            tickets.retain(|_, (_, expires)| *expires > now);
+            tickets.insert(token_hash(&ticket), (actor.clone(), now + 300));
+        }
+        self.audit(&actor.sub, "statistics.ticket", serde_json::json!({}), now)
+            .await?;
+        Ok(ticket)
+    }
+
+    /// The caller a view ticket stands for.
+    pub fn redeem_view_ticket(&self, ticket: &str, now: u64) -> Result<Claims, CoordinatorError> {
+        let tickets = self.view_tickets.lock().unwrap_or_else(|e| e.into_inner());
+        match tickets.get(&token_hash(ticket)) {
+            Some((claims, expires)) if *expires > now => Ok(claims.clone()),
+            _ => Err(CoordinatorError::Unauthorized(
+                "the view ticket is unknown or expired".into(),
+            )),
+        }
     }
 
     /// The pool (tests and the CLI's checks).

@@ -482,7 +482,11 @@ async fn the_http_api_enrols_refuses_strangers_and_describes_every_route() {
         .values()
         .map(|operations| operations.as_object().unwrap().len())
         .sum();
-    assert_eq!(described, ROUTES.len(), "every described operation is served");
+    assert_eq!(
+        described,
+        ROUTES.len(),
+        "every described operation is served"
+    );
 }
 
 /// A fresh database on the throwaway PostgreSQL cluster of `scripts/test.sh`.
@@ -551,6 +555,74 @@ async fn identity_runs_on_postgresql() {
     c.approve_user(&root, "auditor1", NOW).await.unwrap();
     let tokens = c.login("auditor1", PASSWORD, NOW).await.unwrap();
     assert!(c.refresh(&tokens.refresh_token, NOW + 1).await.is_ok());
+    // The catalogue and the statistics on PostgreSQL too.
+    let metadata = xy_coordinator_server::catalogue::ResourceMetadata {
+        code: "MY-XZXK".into(),
+        name: "绵阳行政许可".into(),
+        provider_unit: "绵阳市行政审批局".into(),
+        classification: "0301".into(),
+        format: "table".into(),
+        fields: vec![xy_coordinator_server::catalogue::FieldSpec {
+            name: "XK_WSH".into(),
+            data_element: String::new(),
+            description: String::new(),
+        }],
+        update_frequency: "每日".into(),
+        sharing: "无条件共享".into(),
+        sharing_conditions: String::new(),
+        sensitivity: "公开".into(),
+        description: String::new(),
+        tags: vec![],
+        derived_from: vec![],
+    };
+    assert_eq!(c.register_resource(&root, &metadata, NOW).await.unwrap(), 1);
+    c.review_resource(&root, "MY-XZXK", 1, true, "", NOW)
+        .await
+        .unwrap();
+    c.publish_resource(&root, "MY-XZXK", 1, NOW).await.unwrap();
+    let granted = c.subscribe(&root, "MY-XZXK", "回流", NOW).await.unwrap();
+    assert_eq!(granted.status, "granted");
+    let node_key = key(10);
+    let node_token = c
+        .create_enrolment_token(&root, &identity, "my2.xinyong.internal", 3600, NOW)
+        .await
+        .unwrap();
+    let node = c
+        .enrol(
+            &node_token.token,
+            &certification_request(&node_key, "m").unwrap(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let report = xy_coordinator_server::statistics::CountReport {
+        jurisdiction: "510700".into(),
+        day: "2026-11-18".into(),
+        lines: vec![xy_coordinator_server::statistics::CountLine {
+            category: "xzxk".into(),
+            source_unit: "11510700MB0000002X".into(),
+            ingested: 5_000_000_000,
+            rejected: 1,
+            shared: 2,
+            returned: 3,
+            queried: 4,
+        }],
+    };
+    let signed =
+        xy_coordinator_server::statistics::sign_report(&report, &node_key, &node.certificate_pem)
+            .unwrap();
+    c.accept_report(&signed, NOW).await.unwrap();
+    let figures = c
+        .statistics(
+            &root,
+            "2026-11-01",
+            "2026-11-30",
+            xy_coordinator_server::statistics::Grouping::Prefecture,
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(figures[0].ingested, 5_000_000_000);
     let check = c.verify_audit().await.unwrap();
     assert!(check.is_intact(), "{check:?}");
     assert!(check.entries >= 8);

@@ -363,6 +363,41 @@ fn tbs_certificate(
     ])
 }
 
+/// Check that `certificate` (DER) was signed by the CA certificate `issuer` (DER) with
+/// SM2-with-SM3 under the issuer's key. Validity dates and revocation are the caller's to check.
+pub fn verify_signed_by(certificate: &[u8], issuer: &[u8]) -> Result<(), GmTlsError> {
+    let issuer = ParsedCertificate::parse(issuer)?;
+    let outer = Reader::new(certificate)
+        .expect(der::SEQUENCE)
+        .ok_or_else(|| bad("not a DER SEQUENCE"))?;
+    let mut parts = Reader::new(outer.content);
+    let tbs = parts
+        .expect(der::SEQUENCE)
+        .ok_or_else(|| bad("no tbsCertificate"))?;
+    let algorithm = parts
+        .expect(der::SEQUENCE)
+        .ok_or_else(|| bad("no signature algorithm"))?;
+    if algorithm.raw != sm2_with_sm3_algorithm().as_slice() {
+        return Err(GmTlsError::Certificate(
+            "the certificate is not signed with SM2-with-SM3".into(),
+        ));
+    }
+    let signature = parts
+        .expect(der::BIT_STRING)
+        .and_then(|b| {
+            b.content
+                .split_first()
+                .filter(|(unused, _)| **unused == 0)
+                .map(|(_, s)| s)
+        })
+        .ok_or_else(|| bad("signature"))?;
+    let signature = signature_from_der(signature).map_err(|_| bad("signature"))?;
+    issuer
+        .public_key
+        .verify(CERT_DISTID, tbs.raw, &signature)
+        .map_err(|_| GmTlsError::Certificate("the certificate was not signed by this CA".into()))
+}
+
 /// A PKCS#10 certification request (RFC 2986) for `key`, signed by it: what a node sends the
 /// coordinator to enrol. The CA decides the certificate's subject and identity; the request proves
 /// possession of the key.

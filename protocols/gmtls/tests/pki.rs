@@ -106,3 +106,32 @@ fn mutated_certificates_never_panic_the_parser() {
         }
     }
 }
+
+#[test]
+fn a_certificate_verifies_under_its_issuer_only() {
+    use xy_gmtls::pki::verify_signed_by;
+    let ca_key = Sm2SecretKey::from_bytes(&[1; 32]).unwrap();
+    let ca = Issuer::self_signed(&ca_key, &profile(None, true), &[1]).unwrap();
+    let other_key = Sm2SecretKey::from_bytes(&[3; 32]).unwrap();
+    let other = Issuer::self_signed(&other_key, &profile(None, true), &[2]).unwrap();
+    let leaf_key = Sm2SecretKey::from_bytes(&[2; 32]).unwrap();
+    let identity = PeerIdentity::new("510100", Role::PrefectureNode).unwrap();
+    let leaf = Issuer::new(&ca, &ca_key)
+        .unwrap()
+        .issue(
+            &leaf_key.public_key(),
+            &profile(Some(identity), false),
+            &[9],
+        )
+        .unwrap();
+    verify_signed_by(&leaf, &ca).unwrap();
+    verify_signed_by(&ca, &ca).unwrap();
+    assert!(verify_signed_by(&leaf, &other).is_err());
+    let mut tampered = leaf.clone();
+    let at = tampered.len() / 2;
+    tampered[at] ^= 1;
+    assert!(verify_signed_by(&tampered, &ca).is_err());
+    for cut in (0..leaf.len()).step_by(7) {
+        assert!(verify_signed_by(&leaf[..cut], &ca).is_err());
+    }
+}
