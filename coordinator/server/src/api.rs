@@ -228,12 +228,19 @@ async fn approve_user(
 struct LoginRequest {
     username: String,
     password: String,
+    #[serde(default)]
+    code: Option<String>,
 }
 
 async fn login(State(s): State<ApiState>, Json(body): Json<LoginRequest>) -> ApiResult<Response> {
     let tokens = s
         .coordinator
-        .login(&body.username, &body.password, (s.clock)())
+        .login(
+            &body.username,
+            &body.password,
+            body.code.as_deref(),
+            (s.clock)(),
+        )
         .await?;
     Ok(Json(tokens).into_response())
 }
@@ -585,12 +592,54 @@ async fn review_feedback(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+async fn enrol_totp(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    let enrolment = s.coordinator.enrol_totp(&actor, (s.clock)()).await?;
+    Ok((StatusCode::CREATED, Json(enrolment)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeRequest {
+    code: String,
+}
+
+async fn confirm_totp(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Json(body): Json<CodeRequest>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    s.coordinator
+        .confirm_totp(&actor, &body.code, (s.clock)())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmsRequest {
+    phone: String,
+}
+
+async fn enable_sms(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Json(body): Json<SmsRequest>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    s.coordinator
+        .enable_sms(&actor, &body.phone, (s.clock)())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// Every route: (method, path), as served and as described in the OpenAPI document.
-pub const ROUTES: [(&str, &str); 28] = [
+pub const ROUTES: [(&str, &str); 31] = [
     ("post", "/api/enrol"),
     ("post", "/api/tokens"),
     ("post", "/api/certificates/{serial}/revoke"),
@@ -625,6 +674,9 @@ pub const ROUTES: [(&str, &str); 28] = [
     ("post", "/api/feedback"),
     ("get", "/api/feedback"),
     ("post", "/api/feedback/{id}/review"),
+    ("post", "/api/users/me/totp"),
+    ("post", "/api/users/me/totp/confirm"),
+    ("post", "/api/users/me/sms"),
 ];
 
 /// The OpenAPI 3.1 description of the API.
@@ -681,6 +733,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/statistics/report.html", get(statistics_page))
         .route("/api/feedback", post(submit_feedback).get(list_feedback))
         .route("/api/feedback/{id}/review", post(review_feedback))
+        .route("/api/users/me/totp", post(enrol_totp))
+        .route("/api/users/me/totp/confirm", post(confirm_totp))
+        .route("/api/users/me/sms", post(enable_sms))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }

@@ -62,6 +62,38 @@ pub(crate) fn load_or_create_key(path: &Path) -> Result<Sm2SecretKey, Coordinato
     }
 }
 
+/// Load the 16-byte SM4 key that seals stored secrets, or create it (hex, a private file).
+pub(crate) fn load_or_create_secret(path: &Path) -> Result<xy_shangmi::Sm4Gcm, CoordinatorError> {
+    let key: Vec<u8> = match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let text = text.trim();
+            (0..text.len())
+                .step_by(2)
+                .map(|i| {
+                    text.get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
+                .collect::<Option<Vec<u8>>>()
+                .filter(|k| k.len() == 16)
+                .ok_or_else(|| {
+                    CoordinatorError::BadRequest(format!(
+                        "{} is not a 16-byte hex key",
+                        path.display()
+                    ))
+                })?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 16];
+            rand::fill(&mut key);
+            write_private(path, &hex(&key))?;
+            key.to_vec()
+        }
+        Err(e) => return Err(io(path)(e)),
+    };
+    xy_shangmi::Sm4Gcm::new(&key)
+        .map_err(|e| CoordinatorError::BadRequest(format!("{}: {e}", path.display())))
+}
+
 fn random_serial() -> [u8; 16] {
     let mut serial: [u8; 16] = rand::random();
     serial[0] &= 0x7f;

@@ -15,6 +15,7 @@ mod audit;
 mod ca;
 pub mod catalogue;
 mod config;
+pub mod second_factor;
 mod sso;
 pub mod statistics;
 mod users;
@@ -103,6 +104,10 @@ pub struct Coordinator {
     sso_key: Sm2SecretKey,
     settings: Settings,
     catalogue: catalogue::CataloguePolicy,
+    /// Seals TOTP secrets (`secrets.key` in the data directory).
+    secrets: xy_shangmi::Sm4Gcm,
+    /// Sends SMS one-time codes.
+    sms: Box<dyn second_factor::SmsSender>,
     /// Short-lived tickets for viewing the statistics page in a browser: token hash → (claims,
     /// expiry).
     view_tickets: std::sync::Mutex<std::collections::HashMap<String, (Claims, u64)>>,
@@ -138,15 +143,24 @@ impl Coordinator {
             .map_err(xy_store::StoreError::from)?;
         let ca = ca::Authority::load_or_create(data_dir, now)?;
         let sso_key = ca::load_or_create_key(&data_dir.join("sso.key"))?;
+        let secrets = ca::load_or_create_secret(&data_dir.join("secrets.key"))?;
         Ok(Self {
             pool,
             ca,
             sso_key,
             settings,
             catalogue: catalogue::CataloguePolicy::shipped(),
+            secrets,
+            sms: Box::new(second_factor::LogSender),
             view_tickets: std::sync::Mutex::new(std::collections::HashMap::new()),
             audit_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Send SMS one-time codes through `sender` instead of the log.
+    pub fn with_sms_sender(mut self, sender: Box<dyn second_factor::SmsSender>) -> Self {
+        self.sms = sender;
+        self
     }
 
     /// The CA certificate (DER): the trust anchor of every node.

@@ -238,12 +238,13 @@ impl Coordinator {
         .await
     }
 
-    /// Password login: tokens for an active user; failures count toward a lockout; every attempt
-    /// is audited.
+    /// Password login, with the user's one-time `code` when it has a second factor: tokens for
+    /// an active user; wrong passwords and codes count toward a lockout; every attempt is audited.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
+        code: Option<&str>,
         now: u64,
     ) -> Result<TokenPair, CoordinatorError> {
         let refused = || CoordinatorError::Unauthorized("wrong username or password".into());
@@ -283,7 +284,15 @@ impl Coordinator {
                 locked_until - now as i64
             )));
         }
-        if !password_matches(password, &hash) {
+        let password_ok = password_matches(password, &hash);
+        let factor = if password_ok && status == "active" {
+            self.second_factor(username, code, now).await
+        } else {
+            Ok(())
+        };
+        let code_wrong = matches!(&factor, Err(e) if !e.to_string().contains("sent by SMS")
+            && !e.to_string().contains("is required"));
+        if !password_ok || code_wrong {
             let failed = failed + 1;
             let lock = if failed >= self.settings.lockout_after {
                 (now + self.settings.lockout_secs) as i64
@@ -298,15 +307,25 @@ impl Coordinator {
             .bind(username)
             .execute(&self.pool)
             .await?;
+            let reason = if password_ok {
+                "wrong one-time code"
+            } else {
+                "wrong password"
+            };
             self.audit(
                 username,
                 "login.failed",
-                serde_json::json!({"reason": "wrong password", "locked": lock > 0}),
+                serde_json::json!({"reason": reason, "locked": lock > 0}),
                 now,
             )
             .await?;
-            return Err(refused());
+            return Err(match factor {
+                Err(e) if password_ok => e,
+                _ => refused(),
+            });
         }
+        // Asked for a code (none given, or one just sent by SMS).
+        factor?;
         if status != "active" {
             self.audit(
                 username,

@@ -62,7 +62,10 @@ async fn user(c: &Coordinator, root: &Claims, name: &str, role: UserRole, j: &st
     c.register_user(name, PASSWORD, role, j, NOW).await.unwrap();
     c.approve_user(root, name, NOW).await.unwrap();
     c.verify(
-        &c.login(name, PASSWORD, NOW).await.unwrap().access_token,
+        &c.login(name, PASSWORD, None, NOW)
+            .await
+            .unwrap()
+            .access_token,
         NOW,
     )
     .unwrap()
@@ -79,7 +82,10 @@ async fn the_workflow_versions_lineage_and_subscriptions_with_time_limits() {
         .unwrap();
     let root = c
         .verify(
-            &c.login("root", PASSWORD, NOW).await.unwrap().access_token,
+            &c.login("root", PASSWORD, None, NOW)
+                .await
+                .unwrap()
+                .access_token,
             NOW,
         )
         .unwrap();

@@ -44,7 +44,7 @@ async fn admin(c: &Coordinator) -> xy_coordinator_server::Claims {
     c.create_admin("root", PASSWORD, "510000", NOW)
         .await
         .unwrap();
-    let tokens = c.login("root", PASSWORD, NOW).await.unwrap();
+    let tokens = c.login("root", PASSWORD, None, NOW).await.unwrap();
     c.verify(&tokens.access_token, NOW).unwrap()
 }
 
@@ -267,7 +267,7 @@ async fn the_global_configuration_is_signed_expires_and_lists_the_nodes() {
             .collect::<Vec<u8>>(),
     )
     .unwrap();
-    let tokens = c.login("root", PASSWORD, NOW).await.unwrap();
+    let tokens = c.login("root", PASSWORD, None, NOW).await.unwrap();
     let claims = verify_token(&tokens.access_token, &sso_key, AUDIENCE, NOW + 1).unwrap();
     assert_eq!(
         (claims.sub.as_str(), claims.role),
@@ -313,7 +313,7 @@ async fn users_are_reviewed_by_level_locked_out_and_refreshed_once() {
     )
     .await
     .unwrap();
-    let err = c.login("cd-admin", PASSWORD, NOW).await.unwrap_err();
+    let err = c.login("cd-admin", PASSWORD, None, NOW).await.unwrap_err();
     assert!(
         matches!(err, CoordinatorError::Forbidden(_)),
         "pending: {err}"
@@ -321,7 +321,7 @@ async fn users_are_reviewed_by_level_locked_out_and_refreshed_once() {
     c.approve_user(&root, "cd-admin", NOW).await.unwrap();
     let cd = c
         .verify(
-            &c.login("cd-admin", PASSWORD, NOW)
+            &c.login("cd-admin", PASSWORD, None, NOW)
                 .await
                 .unwrap()
                 .access_token,
@@ -369,12 +369,19 @@ async fn users_are_reviewed_by_level_locked_out_and_refreshed_once() {
 
     // Five wrong passwords lock the account; the right one is refused until the lock ends.
     for _ in 0..5 {
-        assert!(c.login("cd-op", "wrong password!!", NOW).await.is_err());
+        assert!(
+            c.login("cd-op", "wrong password!!", None, NOW)
+                .await
+                .is_err()
+        );
     }
-    let err = c.login("cd-op", PASSWORD, NOW + 1).await.unwrap_err();
+    let err = c.login("cd-op", PASSWORD, None, NOW + 1).await.unwrap_err();
     assert!(err.to_string().contains("locked"), "{err}");
     let lock = Settings::default().lockout_secs;
-    let tokens = c.login("cd-op", PASSWORD, NOW + lock + 1).await.unwrap();
+    let tokens = c
+        .login("cd-op", PASSWORD, None, NOW + lock + 1)
+        .await
+        .unwrap();
     // A refresh token works once.
     let renewed = c
         .refresh(&tokens.refresh_token, NOW + lock + 2)
@@ -553,7 +560,7 @@ async fn identity_runs_on_postgresql() {
         .await
         .unwrap();
     c.approve_user(&root, "auditor1", NOW).await.unwrap();
-    let tokens = c.login("auditor1", PASSWORD, NOW).await.unwrap();
+    let tokens = c.login("auditor1", PASSWORD, None, NOW).await.unwrap();
     assert!(c.refresh(&tokens.refresh_token, NOW + 1).await.is_ok());
     // The catalogue and the statistics on PostgreSQL too.
     let metadata = xy_coordinator_server::catalogue::ResourceMetadata {
@@ -637,7 +644,10 @@ async fn the_role_matrix_every_role_times_every_protected_endpoint() {
         .unwrap();
     let root = c
         .verify(
-            &c.login("root", PASSWORD, NOW).await.unwrap().access_token,
+            &c.login("root", PASSWORD, None, NOW)
+                .await
+                .unwrap()
+                .access_token,
             NOW,
         )
         .unwrap();
@@ -654,7 +664,11 @@ async fn the_role_matrix_every_role_times_every_protected_endpoint() {
         c.approve_user(&root, name, NOW).await.unwrap();
     }
     for name in ["root", "p-admin", "operator", "auditor", "banker"] {
-        let access = c.login(name, PASSWORD, NOW).await.unwrap().access_token;
+        let access = c
+            .login(name, PASSWORD, None, NOW)
+            .await
+            .unwrap()
+            .access_token;
         tokens.push((name, Some(access)));
     }
     // A pending user to approve, a certificate to revoke.

@@ -82,7 +82,10 @@ async fn two_nodes_report_the_province_aggregates_exports_and_draws_the_chart() 
         .unwrap();
     let root = c
         .verify(
-            &c.login("root", PASSWORD, NOW).await.unwrap().access_token,
+            &c.login("root", PASSWORD, None, NOW)
+                .await
+                .unwrap()
+                .access_token,
             NOW,
         )
         .unwrap();
@@ -159,7 +162,7 @@ async fn two_nodes_report_the_province_aggregates_exports_and_draws_the_chart() 
     let stranger_root = stranger
         .verify(
             &stranger
-                .login("root", PASSWORD, NOW)
+                .login("root", PASSWORD, None, NOW)
                 .await
                 .unwrap()
                 .access_token,
@@ -222,7 +225,7 @@ async fn two_nodes_report_the_province_aggregates_exports_and_draws_the_chart() 
     }
     let cd = c
         .verify(
-            &c.login("cd-admin", PASSWORD, NOW)
+            &c.login("cd-admin", PASSWORD, None, NOW)
                 .await
                 .unwrap()
                 .access_token,
@@ -236,7 +239,10 @@ async fn two_nodes_report_the_province_aggregates_exports_and_draws_the_chart() 
     assert_eq!(own.len(), 1);
     let banker = c
         .verify(
-            &c.login("banker", PASSWORD, NOW).await.unwrap().access_token,
+            &c.login("banker", PASSWORD, None, NOW)
+                .await
+                .unwrap()
+                .access_token,
             NOW,
         )
         .unwrap();
