@@ -14,6 +14,7 @@ use xy_gmtls::pki::{PeerIdentity, Role, pem_encode};
 
 use crate::ca::pem_decode;
 use crate::catalogue::ResourceMetadata;
+use crate::certificates::{CertificateLogin, Renewal};
 use crate::sso::Claims;
 use crate::statistics::{Feedback, Grouping, SignedReport};
 use crate::users::UserRole;
@@ -634,12 +635,55 @@ async fn enable_sms(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+async fn renew(State(s): State<ApiState>, Json(body): Json<Renewal>) -> ApiResult<Response> {
+    let enrolment = s.coordinator.renew(&body, (s.clock)()).await?;
+    Ok((StatusCode::CREATED, Json(enrolment)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BindRequest {
+    certificate_pem: String,
+}
+
+async fn bind_certificate(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Json(body): Json<BindRequest>,
+) -> ApiResult<Response> {
+    let actor = caller(&s, &headers)?;
+    s.coordinator
+        .bind_certificate(&actor, &body.certificate_pem, (s.clock)())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn login_challenge(State(s): State<ApiState>) -> Response {
+    Json(serde_json::json!({
+        "challenge": s.coordinator.login_challenge((s.clock)()),
+        "expires_in": crate::certificates::CHALLENGE_TTL,
+    }))
+    .into_response()
+}
+
+async fn login_certificate(
+    State(s): State<ApiState>,
+    Json(body): Json<CertificateLogin>,
+) -> ApiResult<Response> {
+    Ok(Json(
+        s.coordinator
+            .login_with_certificate(&body, (s.clock)())
+            .await?,
+    )
+    .into_response())
+}
+
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// Every route: (method, path), as served and as described in the OpenAPI document.
-pub const ROUTES: [(&str, &str); 31] = [
+pub const ROUTES: [(&str, &str); 35] = [
     ("post", "/api/enrol"),
     ("post", "/api/tokens"),
     ("post", "/api/certificates/{serial}/revoke"),
@@ -677,6 +721,10 @@ pub const ROUTES: [(&str, &str); 31] = [
     ("post", "/api/users/me/totp"),
     ("post", "/api/users/me/totp/confirm"),
     ("post", "/api/users/me/sms"),
+    ("post", "/api/certificates/renew"),
+    ("post", "/api/users/me/certificate"),
+    ("post", "/api/login/challenge"),
+    ("post", "/api/login/certificate"),
 ];
 
 /// The OpenAPI 3.1 description of the API.
@@ -736,6 +784,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/users/me/totp", post(enrol_totp))
         .route("/api/users/me/totp/confirm", post(confirm_totp))
         .route("/api/users/me/sms", post(enable_sms))
+        .route("/api/certificates/renew", post(renew))
+        .route("/api/users/me/certificate", post(bind_certificate))
+        .route("/api/login/challenge", post(login_challenge))
+        .route("/api/login/certificate", post(login_certificate))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }

@@ -14,6 +14,7 @@ pub mod api;
 mod audit;
 mod ca;
 pub mod catalogue;
+pub mod certificates;
 mod config;
 pub mod second_factor;
 mod sso;
@@ -108,6 +109,8 @@ pub struct Coordinator {
     secrets: xy_shangmi::Sm4Gcm,
     /// Sends SMS one-time codes.
     sms: Box<dyn second_factor::SmsSender>,
+    /// Certificate-login challenges: hash → expiry.
+    challenges: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// Short-lived tickets for viewing the statistics page in a browser: token hash → (claims,
     /// expiry).
     view_tickets: std::sync::Mutex<std::collections::HashMap<String, (Claims, u64)>>,
@@ -152,6 +155,7 @@ impl Coordinator {
             catalogue: catalogue::CataloguePolicy::shipped(),
             secrets,
             sms: Box::new(second_factor::LogSender),
+            challenges: std::sync::Mutex::new(std::collections::HashMap::new()),
             view_tickets: std::sync::Mutex::new(std::collections::HashMap::new()),
             audit_lock: tokio::sync::Mutex::new(()),
         })

@@ -190,7 +190,12 @@ async fn logins_need_the_second_factor_and_refuse_wrong_or_replayed_codes() {
     let mut db = Vec::new();
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with("coordinator.db") {
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("coordinator.db")
+        {
             db.extend(std::fs::read(&path).unwrap());
         }
     }
