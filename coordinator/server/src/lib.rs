@@ -28,7 +28,17 @@ use xy_shangmi::sm2::Sm2SecretKey;
 
 pub use audit::AuditCheck;
 pub use ca::{Enrolment, EnrolmentToken};
-pub use config::{GlobalConfig, NodeEntry, SignedConfig, verify_global_config};
+pub use xy_coordination::{GlobalConfig, NodeEntry, SignedConfig};
+
+/// Verify a signed configuration against the CA certificate (DER) and the time.
+pub fn verify_global_config(
+    signed: &SignedConfig,
+    ca_certificate: &[u8],
+    now: u64,
+) -> Result<GlobalConfig, CoordinatorError> {
+    xy_coordination::verify_global_config(signed, ca_certificate, now)
+        .map_err(|e| CoordinatorError::Unauthorized(e.to_string()))
+}
 pub use sso::{AUDIENCE, Claims, TokenPair, verify_token};
 pub use users::UserRole;
 

@@ -18,49 +18,7 @@ use crate::sso::Claims;
 use crate::users::UserRole;
 use crate::{Coordinator, CoordinatorError, hex};
 
-/// One line of a node's daily counts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CountLine {
-    /// Record category code (`xzcf`, `xzxk`, …).
-    pub category: String,
-    /// Source unit (USCC of the department).
-    pub source_unit: String,
-    /// Rows ingested.
-    pub ingested: u64,
-    /// Rows rejected by a rule.
-    pub rejected: u64,
-    /// Records shared up.
-    pub shared: u64,
-    /// Records received in the return flow.
-    pub returned: u64,
-    /// Queries answered.
-    pub queried: u64,
-}
-
-/// A node's counts for one day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CountReport {
-    /// The reporting node's jurisdiction.
-    pub jurisdiction: String,
-    /// The day (`YYYY-MM-DD`, Beijing time).
-    pub day: String,
-    /// The counts.
-    pub lines: Vec<CountLine>,
-}
-
-/// A report as sent: its JSON, the node's SM2 signature over it (hex) and the node certificate.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignedReport {
-    /// JSON of a [`CountReport`].
-    pub report: String,
-    /// SM2-with-SM3 signature (r ‖ s, hex) by the node's certificate key.
-    pub signature: String,
-    /// The node's certificate, PEM.
-    pub certificate_pem: String,
-}
+pub use xy_coordination::{CountLine, CountReport, SignedReport};
 
 /// Sign a report with the node's key (the node's side).
 pub fn sign_report(
@@ -68,16 +26,8 @@ pub fn sign_report(
     key: &Sm2SecretKey,
     certificate_pem: &str,
 ) -> Result<SignedReport, CoordinatorError> {
-    let text = serde_json::to_string(report)
-        .map_err(|e| CoordinatorError::BadRequest(format!("report: {e}")))?;
-    let signature = key
-        .sign(CERT_DISTID, text.as_bytes())
-        .map_err(|e| CoordinatorError::BadRequest(format!("signing: {e}")))?;
-    Ok(SignedReport {
-        report: text,
-        signature: hex(&signature),
-        certificate_pem: certificate_pem.to_owned(),
-    })
+    xy_coordination::sign_report(report, key, certificate_pem)
+        .map_err(|e| CoordinatorError::BadRequest(e.to_string()))
 }
 
 /// How to group the figures.

@@ -51,6 +51,19 @@ pub(crate) struct PeerConfig {
     /// The prefecture nodes the province asks for contributions.
     #[serde(default)]
     pub(crate) prefectures: Vec<PrefectureConfig>,
+    /// The coordinator: the signed global configuration is fetched and cached from it, and the
+    /// node's daily counts are sent to it, signed with this endpoint's key.
+    pub(crate) coordinator: Option<CoordinatorConfig>,
+}
+
+/// The coordinator as a node reaches it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CoordinatorConfig {
+    /// `host:port` of its HTTP API.
+    pub(crate) address: String,
+    /// Minutes between refreshes of the configuration (default 10).
+    pub(crate) refresh_minutes: Option<u64>,
 }
 
 /// One prefecture node, as the province reaches it.

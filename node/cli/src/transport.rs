@@ -545,6 +545,7 @@ pub(crate) async fn start_peer_endpoint(
         .with_context(|| format!("peer listen address {:?}", peer.listen))?;
     let options = xy_transport::EndpointOptions::default();
     let endpoint = xy_transport::PeerEndpoint::server(listen, &credentials, &options)?;
+    let jurisdiction = identity.jurisdiction.clone();
     let prefectures = peer
         .prefectures
         .iter()
@@ -586,8 +587,81 @@ pub(crate) async fn start_peer_endpoint(
             }
         }
     });
+    if let Some(coordinator) = &peer.coordinator {
+        start_coordinator_link(node, peer, coordinator, &jurisdiction)?;
+    }
     let addr = endpoint.local_addr()?;
     let serving = endpoint.clone();
     tokio::spawn(async move { serving.serve(services).await });
     Ok(addr)
+}
+
+/// Keep the global configuration fresh (cached in the data directory, used while the coordinator
+/// is down until it expires) and send each finished day's counts once.
+fn start_coordinator_link(
+    node: &crate::config::Node,
+    peer: &crate::config::PeerConfig,
+    coordinator: &crate::config::CoordinatorConfig,
+    jurisdiction: &str,
+) -> anyhow::Result<()> {
+    let resolve = |p: &std::path::Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            node.data_dir.join(p)
+        }
+    };
+    let pem = |path: &std::path::Path, label: &str| -> anyhow::Result<Vec<u8>> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let (_, body) = text
+            .split_once(&format!("-----BEGIN {label}-----"))
+            .with_context(|| format!("{} holds no {label}", path.display()))?;
+        let (body, _) = body
+            .split_once(&format!("-----END {label}-----"))
+            .with_context(|| format!("{} holds no {label}", path.display()))?;
+        use base64::Engine;
+        Ok(base64::engine::general_purpose::STANDARD
+            .decode(body.split_whitespace().collect::<String>())?)
+    };
+    let ca = pem(&resolve(&peer.ca), "CERTIFICATE")?;
+    let key = xy_gmtls::pki::private_key_from_der(&pem(&resolve(&peer.key), "PRIVATE KEY")?)?;
+    let certificate_pem = std::fs::read_to_string(resolve(&peer.cert))?;
+    let client = xy_federation::CoordinatorClient::new(&coordinator.address, ca, &node.data_dir);
+    let store = node.stores.collection.clone();
+    let jurisdiction = jurisdiction.to_owned();
+    let every =
+        std::time::Duration::from_secs(coordinator.refresh_minutes.unwrap_or(10).max(1) * 60);
+    tokio::spawn(async move {
+        let mut reported: Option<String> = None;
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            let now = xy_transport::devpki::unix_now();
+            if let Err(e) = client.current_config(now).await {
+                tracing::warn!(error = %e, "no usable global configuration");
+            }
+            let yesterday = (crate::config::now_cst().0 - chrono::Duration::days(1))
+                .format("%Y-%m-%d")
+                .to_string();
+            if reported.as_deref() == Some(yesterday.as_str()) {
+                continue;
+            }
+            let sent = async {
+                let report =
+                    xy_federation::coordinator::daily_report(&store, &jurisdiction, &yesterday)
+                        .await?;
+                client.send_report(&report, &key, &certificate_pem).await
+            }
+            .await;
+            match sent {
+                Ok(()) => {
+                    tracing::info!(day = %yesterday, "daily counts sent to the coordinator");
+                    reported = Some(yesterday);
+                }
+                Err(e) => tracing::warn!(error = %e, "daily counts not sent; will retry"),
+            }
+        }
+    });
+    Ok(())
 }

@@ -5,12 +5,14 @@
 //! contribution and aggregates homomorphically — and private credit queries for financial
 //! institutions (system B3, [`private_query`]). Share-up and return flow will join here.
 
+pub mod coordinator;
 pub mod message;
 pub mod private_query;
 pub mod psi;
 pub mod scoring;
 pub mod services;
 
+pub use coordinator::{ConfigSource, CoordinatorClient};
 pub use private_query::{
     IndexInfo, PrivateQueryClient, PrivateQueryService, QueryTraffic, load_or_create_oprf_key,
 };
