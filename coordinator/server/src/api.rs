@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::Extension;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -54,6 +56,18 @@ impl IntoResponse for CoordinatorError {
 
 type ApiResult<T> = Result<T, CoordinatorError>;
 
+/// Deny by default: every protected route passes here first, before its body is even read; the
+/// caller's claims travel on to the handler.
+async fn authenticate(
+    State(s): State<ApiState>,
+    mut request: Request,
+    next: Next,
+) -> ApiResult<Response> {
+    let claims = caller(&s, request.headers())?;
+    request.extensions_mut().insert(claims);
+    Ok(next.run(request).await)
+}
+
 fn caller(state: &ApiState, headers: &HeaderMap) -> ApiResult<Claims> {
     let token = headers
         .get(header::AUTHORIZATION)
@@ -98,10 +112,9 @@ struct TokenRequest {
 
 async fn create_token(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Json(body): Json<TokenRequest>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     let identity = identity(&body.jurisdiction, &body.role)?;
     let token = s
         .coordinator
@@ -124,11 +137,10 @@ struct RevokeRequest {
 
 async fn revoke(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Path(serial): Path<String>,
     Json(body): Json<RevokeRequest>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     s.coordinator
         .revoke(&actor, &serial, &body.reason, (s.clock)())
         .await?;
@@ -159,10 +171,9 @@ struct NodeRequest {
 
 async fn register_node(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Json(body): Json<NodeRequest>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     let identity = identity(&body.jurisdiction, &body.role)?;
     s.coordinator
         .register_node(
@@ -214,10 +225,9 @@ async fn register_user(
 
 async fn approve_user(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Path(username): Path<String>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     s.coordinator
         .approve_user(&actor, &username, (s.clock)())
         .await?;
@@ -264,8 +274,10 @@ async fn refresh(
     .into_response())
 }
 
-async fn audit(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
+async fn audit(
+    State(s): State<ApiState>,
+    Extension(actor): Extension<Claims>,
+) -> ApiResult<Response> {
     if !matches!(actor.role, UserRole::Auditor | UserRole::ProvinceAdmin) {
         let reason = "the audit log is for auditors and province administrators".to_owned();
         return Err(s
@@ -280,10 +292,9 @@ async fn audit(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<Respo
 
 async fn register_resource(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Json(body): Json<ResourceMetadata>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     let version = s
         .coordinator
         .register_resource(&actor, &body, (s.clock)())
@@ -305,10 +316,9 @@ struct SearchQuery {
 
 async fn search_resources(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(_caller): Extension<Claims>,
     Query(query): Query<SearchQuery>,
 ) -> ApiResult<Response> {
-    caller(&s, &headers)?;
     let found = s
         .coordinator
         .search_resources(
@@ -322,10 +332,9 @@ async fn search_resources(
 
 async fn resource(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(_caller): Extension<Claims>,
     Path(code): Path<String>,
 ) -> ApiResult<Response> {
-    caller(&s, &headers)?;
     Ok(Json(s.coordinator.resource(&code).await?).into_response())
 }
 
@@ -339,11 +348,10 @@ struct ReviewRequest {
 
 async fn review_resource(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Path((code, version)): Path<(String, i64)>,
     Json(body): Json<ReviewRequest>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     s.coordinator
         .review_resource(
             &actor,
@@ -359,10 +367,9 @@ async fn review_resource(
 
 async fn publish_resource(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Path((code, version)): Path<(String, i64)>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     s.coordinator
         .publish_resource(&actor, &code, version, (s.clock)())
         .await?;
@@ -371,10 +378,9 @@ async fn publish_resource(
 
 async fn retire_resource(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Path(code): Path<String>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     s.coordinator
         .retire_resource(&actor, &code, (s.clock)())
         .await?;
@@ -389,11 +395,10 @@ struct SubscribeRequest {
 
 async fn subscribe(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Path(code): Path<String>,
     Json(body): Json<SubscribeRequest>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     let subscription = s
         .coordinator
         .subscribe(&actor, &code, &body.purpose, (s.clock)())
@@ -401,8 +406,10 @@ async fn subscribe(
     Ok((StatusCode::CREATED, Json(subscription)).into_response())
 }
 
-async fn list_subscriptions(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
+async fn list_subscriptions(
+    State(s): State<ApiState>,
+    Extension(actor): Extension<Claims>,
+) -> ApiResult<Response> {
     Ok(Json(
         s.coordinator
             .list_subscriptions(&actor, (s.clock)())
@@ -421,11 +428,10 @@ struct DecideRequest {
 
 async fn decide_subscription(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Path(id): Path<i64>,
     Json(body): Json<DecideRequest>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     let subscription = s
         .coordinator
         .decide_subscription(&actor, id, body.grant, &body.reason, (s.clock)())
@@ -467,10 +473,9 @@ fn grouping_name(by: Grouping) -> &'static str {
 
 async fn statistics(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Query(query): Query<StatisticsQuery>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     let by = query.by.unwrap_or(Grouping::Prefecture);
     let rows = s
         .coordinator
@@ -509,8 +514,10 @@ async fn statistics(
     }
 }
 
-async fn statistics_ticket(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
+async fn statistics_ticket(
+    State(s): State<ApiState>,
+    Extension(actor): Extension<Claims>,
+) -> ApiResult<Response> {
     let ticket = s.coordinator.view_ticket(&actor, (s.clock)()).await?;
     Ok((
         StatusCode::CREATED,
@@ -556,10 +563,9 @@ async fn statistics_page(
 
 async fn submit_feedback(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Json(body): Json<Feedback>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     let id = s
         .coordinator
         .submit_feedback(&actor, &body, (s.clock)())
@@ -567,8 +573,10 @@ async fn submit_feedback(
     Ok((StatusCode::CREATED, Json(serde_json::json!({"id": id}))).into_response())
 }
 
-async fn list_feedback(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
+async fn list_feedback(
+    State(s): State<ApiState>,
+    Extension(actor): Extension<Claims>,
+) -> ApiResult<Response> {
     Ok(Json(s.coordinator.feedback(&actor).await?).into_response())
 }
 
@@ -582,19 +590,20 @@ struct FeedbackReview {
 
 async fn review_feedback(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Path(id): Path<i64>,
     Json(body): Json<FeedbackReview>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     s.coordinator
         .review_feedback(&actor, id, body.accept, &body.note, (s.clock)())
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn enrol_totp(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
+async fn enrol_totp(
+    State(s): State<ApiState>,
+    Extension(actor): Extension<Claims>,
+) -> ApiResult<Response> {
     let enrolment = s.coordinator.enrol_totp(&actor, (s.clock)()).await?;
     Ok((StatusCode::CREATED, Json(enrolment)).into_response())
 }
@@ -607,10 +616,9 @@ struct CodeRequest {
 
 async fn confirm_totp(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Json(body): Json<CodeRequest>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     s.coordinator
         .confirm_totp(&actor, &body.code, (s.clock)())
         .await?;
@@ -625,10 +633,9 @@ struct SmsRequest {
 
 async fn enable_sms(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Json(body): Json<SmsRequest>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     s.coordinator
         .enable_sms(&actor, &body.phone, (s.clock)())
         .await?;
@@ -648,10 +655,9 @@ struct BindRequest {
 
 async fn bind_certificate(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Claims>,
     Json(body): Json<BindRequest>,
 ) -> ApiResult<Response> {
-    let actor = caller(&s, &headers)?;
     s.coordinator
         .bind_certificate(&actor, &body.certificate_pem, (s.clock)())
         .await?;
@@ -732,19 +738,33 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// The API router.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    // Reached without a bearer token: enrolment (a one-time token), the public configuration
+    // and CRL, registration and the logins, renewal (the current certificate's signature), node
+    // reports (their certificate's signature), the report page (a view ticket), this description.
+    let public = Router::new()
         .route("/api/enrol", post(enrol))
-        .route("/api/tokens", post(create_token))
-        .route("/api/certificates/{serial}/revoke", post(revoke))
         .route("/api/crl", get(crl))
         .route("/api/config", get(config))
-        .route("/api/nodes", post(register_node))
         .route("/api/users", post(register_user))
-        .route("/api/users/{username}/approve", post(approve_user))
         .route("/api/login", post(login))
         .route("/api/refresh", post(refresh))
-        .route("/api/audit", get(audit))
+        .route("/api/login/challenge", post(login_challenge))
+        .route("/api/login/certificate", post(login_certificate))
+        .route("/api/certificates/renew", post(renew))
         .route("/api/openapi.json", get(openapi))
+        // Node reports carry up to a few thousand lines; everything else is small.
+        .route(
+            "/api/statistics/reports",
+            post(statistics_report).layer(axum::extract::DefaultBodyLimit::max(4 << 20)),
+        )
+        .route("/api/statistics/report.html", get(statistics_page));
+    // Everything else: a valid access token first (401), then the role (403, audited).
+    let protected = Router::new()
+        .route("/api/tokens", post(create_token))
+        .route("/api/certificates/{serial}/revoke", post(revoke))
+        .route("/api/nodes", post(register_node))
+        .route("/api/users/{username}/approve", post(approve_user))
+        .route("/api/audit", get(audit))
         .route(
             "/api/catalogue/resources",
             post(register_resource).get(search_resources),
@@ -771,23 +791,17 @@ pub fn router(state: ApiState) -> Router {
             "/api/catalogue/subscriptions/{id}/decide",
             post(decide_subscription),
         )
-        // Node reports carry up to a few thousand lines; everything else is small.
-        .route(
-            "/api/statistics/reports",
-            post(statistics_report).layer(axum::extract::DefaultBodyLimit::max(4 << 20)),
-        )
         .route("/api/statistics", get(statistics))
         .route("/api/statistics/tickets", post(statistics_ticket))
-        .route("/api/statistics/report.html", get(statistics_page))
         .route("/api/feedback", post(submit_feedback).get(list_feedback))
         .route("/api/feedback/{id}/review", post(review_feedback))
         .route("/api/users/me/totp", post(enrol_totp))
         .route("/api/users/me/totp/confirm", post(confirm_totp))
         .route("/api/users/me/sms", post(enable_sms))
-        .route("/api/certificates/renew", post(renew))
         .route("/api/users/me/certificate", post(bind_certificate))
-        .route("/api/login/challenge", post(login_challenge))
-        .route("/api/login/certificate", post(login_certificate))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    public
+        .merge(protected)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }

@@ -44,9 +44,9 @@ pub struct TokenPair {
 }
 
 const HEADER: &str = r#"{"alg":"SM2SM3","typ":"JWT"}"#;
-const ISSUER: &str = "xinyong-coordinator";
+const ISSUER: &str = xy_coordination::SSO_ISSUER;
 /// The audience of the coordinator's tokens: the platform's nodes and the coordinator itself.
-pub const AUDIENCE: &str = "xinyong-platform";
+pub const AUDIENCE: &str = xy_coordination::SSO_AUDIENCE;
 
 /// Verify an access token offline with the coordinator's single-sign-on key: the signature, the
 /// algorithm, the issuer, the audience (`audience`, usually [`AUDIENCE`]) and the expiry.
@@ -56,41 +56,18 @@ pub fn verify_token(
     audience: &str,
     now: u64,
 ) -> Result<Claims, CoordinatorError> {
-    let bad = |why: &str| CoordinatorError::Unauthorized(format!("invalid token: {why}"));
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad("not three parts"));
-    };
-    let header_json = URL_SAFE_NO_PAD.decode(header).map_err(|_| bad("header"))?;
-    let header_value: serde_json::Value =
-        serde_json::from_slice(&header_json).map_err(|_| bad("header"))?;
-    if header_value["alg"] != "SM2SM3" {
-        return Err(bad("algorithm is not SM2SM3"));
-    }
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| bad("signature encoding"))?;
-    let signed = &token[..header.len() + 1 + payload.len()];
-    key.verify(CERT_DISTID, signed.as_bytes(), &signature)
-        .map_err(|_| bad("signature"))?;
-    let claims: Claims = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| bad("payload encoding"))?,
-    )
-    .map_err(|_| bad("claims"))?;
-    if claims.iss != ISSUER {
-        return Err(bad("issuer"));
-    }
-    if claims.aud != audience {
-        return Err(bad("audience"));
-    }
-    if claims.exp <= now {
-        return Err(bad("expired"));
-    }
-    Ok(claims)
+    let claims = xy_coordination::verify_sso_token(token, key, audience, now)
+        .map_err(|e| CoordinatorError::Unauthorized(e.to_string()))?;
+    Ok(Claims {
+        role: UserRole::parse(&claims.role)
+            .ok_or_else(|| CoordinatorError::Unauthorized("invalid token: role".into()))?,
+        sub: claims.sub,
+        jurisdiction: claims.jurisdiction,
+        iat: claims.iat,
+        exp: claims.exp,
+        iss: claims.iss,
+        aud: claims.aud,
+    })
 }
 
 impl Coordinator {

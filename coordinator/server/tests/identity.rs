@@ -755,6 +755,45 @@ async fn the_role_matrix_every_role_times_every_protected_endpoint() {
             assert_eq!(response.status().as_u16(), want, "{who} {method} {path}");
         }
     }
+    // Deny by default: every route the description marks as needing a token answers 401 without
+    // one (or with a forged one), before reading a body.
+    let doc: serde_json::Value = serde_json::from_str(xy_coordinator_server::api::OPENAPI).unwrap();
+    let mut protected = 0;
+    for (method, path) in ROUTES {
+        let secured = doc["paths"][path][method]["security"].is_array();
+        let concrete = path
+            .replace("{serial}", "00")
+            .replace("{username}", "nobody")
+            .replace("{code}", "X")
+            .replace("{version}", "1")
+            .replace("{id}", "1");
+        for token in [None, Some("forged.token.here")] {
+            let mut request = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&concrete)
+                .header("content-type", "application/json");
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            let status = app
+                .clone()
+                .oneshot(request.body(Body::from("{}")).unwrap())
+                .await
+                .unwrap()
+                .status();
+            if secured {
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} without a valid token"
+                );
+            } else {
+                assert_ne!(status, StatusCode::NOT_FOUND, "{method} {path} is served");
+            }
+        }
+        protected += usize::from(secured);
+    }
+    assert!(protected >= 20, "{protected} protected routes");
     // Every refusal of an authenticated caller is in the audit chain.
     let denied = c
         .audit_entries(1000)

@@ -1,8 +1,9 @@
 //! The node's HTTP API (axum): push ingest, batch reports, record queries, data quality and audit.
 //!
 //! `app(state) -> Router` is testable without a socket. Deny by default: every route but
-//! `/health` needs `Authorization: Bearer <token>` (the node's API token, until the coordinator's
-//! single sign-on replaces it). Errors map to status codes with a message; internals are logged,
+//! `/health` needs `Authorization: Bearer <token>` — the node's API token, or a single-sign-on
+//! token of the coordinator verified offline with the key of the cached global configuration
+//! (province administrators; administrators, operators and auditors of the node's jurisdiction). Errors map to status codes with a message; internals are logged,
 //! never sent. Every record read is written to the data log.
 
 use std::path::PathBuf;
@@ -28,7 +29,21 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
+/// Who made a request, as the data log records it: `api-token` or `sso:<user>`.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+/// Single sign-on at a node: its jurisdiction, and where the coordinator's token key comes from
+/// (the cached global configuration; `None` while the node has no valid one).
+pub struct SingleSignOn {
+    /// The node's jurisdiction.
+    pub jurisdiction: String,
+    /// The token key at a time (Unix seconds).
+    pub key: Arc<dyn Fn(u64) -> Option<xy_shangmi::sm2::Sm2PublicKey> + Send + Sync>,
+}
+
 struct Inner {
+    sso: std::sync::OnceLock<SingleSignOn>,
     stores: NodeStores,
     ingestor: Ingestor,
     keys: NodeKeys,
@@ -49,6 +64,7 @@ impl AppState {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                sso: std::sync::OnceLock::new(),
                 stores,
                 ingestor,
                 keys,
@@ -57,6 +73,13 @@ impl AppState {
                 max_upload_bytes,
             }),
         }
+    }
+}
+
+impl AppState {
+    /// Also accept the coordinator's single-sign-on tokens (once; later calls are ignored).
+    pub fn set_single_sign_on(&self, sso: SingleSignOn) {
+        let _ = self.inner.sso.set(sso);
     }
 }
 
@@ -141,24 +164,66 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn require_token(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let actor = match presented {
         Some(t) if constant_time_eq(t.as_bytes(), state.inner.token.as_bytes()) => {
+            Ok(Actor("api-token".into()))
+        }
+        Some(t) => single_sign_on(&state, t),
+        None => Err(StatusCode::UNAUTHORIZED),
+    };
+    match actor {
+        Ok(actor) => {
+            request.extensions_mut().insert(actor);
             next.run(request).await
         }
-        _ => {
-            tracing::warn!(path = %request.uri().path(), "unauthenticated request refused");
-            let mut r =
-                ApiError::new(StatusCode::UNAUTHORIZED, "authentication required").into_response();
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        Err(status) => {
+            tracing::warn!(path = %request.uri().path(), %status, "request refused");
+            let message = if status == StatusCode::FORBIDDEN {
+                "this user may not use this node"
+            } else {
+                "authentication required"
+            };
+            let mut r = ApiError::new(status, message).into_response();
+            if status == StatusCode::UNAUTHORIZED {
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
             r
         }
+    }
+}
+
+/// A coordinator token, verified offline: 401 unless valid, 403 unless the role and
+/// jurisdiction fit this node.
+fn single_sign_on(state: &AppState, token: &str) -> Result<Actor, StatusCode> {
+    let sso = state.inner.sso.get().ok_or(StatusCode::UNAUTHORIZED)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let key = (sso.key)(now).ok_or(StatusCode::UNAUTHORIZED)?;
+    let claims = xy_coordination::verify_sso_token(token, &key, xy_coordination::SSO_AUDIENCE, now)
+        .map_err(|_| StatusCode::UNAUTHORIZED)?;
+    let allowed = claims.role == "province-admin"
+        || (matches!(
+            claims.role.as_str(),
+            "prefecture-admin" | "department-operator" | "auditor"
+        ) && claims.jurisdiction == sso.jurisdiction);
+    if allowed {
+        Ok(Actor(format!("sso:{}", claims.sub)))
+    } else {
+        Err(StatusCode::FORBIDDEN)
     }
 }
 
@@ -288,6 +353,7 @@ struct ReportParams {
 
 async fn batch_report(
     State(state): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
     Path(id): Path<String>,
     Query(p): Query<ReportParams>,
 ) -> Result<Response, ApiError> {
@@ -301,7 +367,7 @@ async fn batch_report(
         .log_access(
             &now,
             "report",
-            "api-token",
+            &actor.0,
             serde_json::json!({ "via": "http", "batch": id, "rows": rows.len() }),
         )
         .await?;
@@ -374,6 +440,7 @@ fn normalise_date(s: &Option<String>) -> Result<Option<String>, ApiError> {
 
 async fn records(
     State(state): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
     Query(p): Query<RecordParams>,
 ) -> Result<Response, ApiError> {
     let inner = &state.inner;
@@ -399,7 +466,7 @@ async fn records(
     inner
         .stores
         .collection
-        .log_access(&now, "query", "api-token", serde_json::json!({
+        .log_access(&now, "query", &actor.0, serde_json::json!({
             "via": "http", "subject": audit_subject, "category": p.category, "source_unit": p.source_unit,
             "from": p.from, "to": p.to, "status": p.status, "returned": found.len(),
         }))
@@ -411,7 +478,11 @@ async fn records(
     Ok(Json(serde_json::json!({ "count": views.len(), "records": views })).into_response())
 }
 
-async fn history(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+async fn history(
+    State(state): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
     let inner = &state.inner;
     let versions = inner.stores.collection.history(id).await?;
     let (_, now) = xy_ingest::now_china();
@@ -421,7 +492,7 @@ async fn history(State(state): State<AppState>, Path(id): Path<i64>) -> Result<R
         .log_access(
             &now,
             "history",
-            "api-token",
+            &actor.0,
             serde_json::json!({ "via": "http", "record": id, "returned": versions.len() }),
         )
         .await?;

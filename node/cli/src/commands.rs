@@ -620,6 +620,25 @@ pub(crate) async fn serve_node(
         );
     }
     if let Some(peer) = &node.config.peer {
+        if let Some(coordinator) = &peer.coordinator {
+            // The coordinator's single-sign-on tokens, verified offline with the key of the
+            // cached configuration (kept fresh by the peer endpoint's coordinator link).
+            let client = crate::transport::coordinator_client(&node, peer, coordinator)?;
+            let certificate = crate::transport::read_pem(
+                &crate::transport::resolve_in(&node.data_dir, &peer.cert),
+                "CERTIFICATE",
+            )?;
+            let jurisdiction = xy_gmtls::pki::peer_identity(&certificate)?
+                .context("the node certificate names no jurisdiction")?
+                .jurisdiction;
+            state.set_single_sign_on(xy_node_api::SingleSignOn {
+                jurisdiction,
+                key: std::sync::Arc::new(move |now| {
+                    let config = client.cached_config(now).ok().flatten()?;
+                    xy_coordination::sso_key(&config).ok()
+                }),
+            });
+        }
         let addr = crate::transport::start_peer_endpoint(&node, peer).await?;
         println!("peer endpoint (QUIC, RFC 8998, ALPN xinyong/1) on {addr}");
     }

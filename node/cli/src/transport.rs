@@ -521,13 +521,7 @@ pub(crate) async fn start_peer_endpoint(
     node: &crate::config::Node,
     peer: &crate::config::PeerConfig,
 ) -> anyhow::Result<std::net::SocketAddr> {
-    let resolve = |p: &std::path::Path| {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            node.data_dir.join(p)
-        }
-    };
+    let resolve = |p: &std::path::Path| resolve_in(&node.data_dir, p);
     let crl = peer.crl.as_deref().map(resolve);
     let credentials = Credentials::load(
         &resolve(&peer.cert),
@@ -596,6 +590,43 @@ pub(crate) async fn start_peer_endpoint(
     Ok(addr)
 }
 
+/// A PEM file's first block labelled `label`, as DER.
+pub(crate) fn read_pem(path: &std::path::Path, label: &str) -> anyhow::Result<Vec<u8>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let (_, body) = text
+        .split_once(&format!("-----BEGIN {label}-----"))
+        .with_context(|| format!("{} holds no {label}", path.display()))?;
+    let (body, _) = body
+        .split_once(&format!("-----END {label}-----"))
+        .with_context(|| format!("{} holds no {label}", path.display()))?;
+    use base64::Engine;
+    Ok(base64::engine::general_purpose::STANDARD
+        .decode(body.split_whitespace().collect::<String>())?)
+}
+
+/// The node's client of the coordinator named in `[peer.coordinator]`, trusting `[peer] ca`.
+pub(crate) fn coordinator_client(
+    node: &crate::config::Node,
+    peer: &crate::config::PeerConfig,
+    coordinator: &crate::config::CoordinatorConfig,
+) -> anyhow::Result<xy_federation::CoordinatorClient> {
+    let ca = read_pem(&resolve_in(&node.data_dir, &peer.ca), "CERTIFICATE")?;
+    Ok(xy_federation::CoordinatorClient::new(
+        &coordinator.address,
+        ca,
+        &node.data_dir,
+    ))
+}
+
+pub(crate) fn resolve_in(data_dir: &std::path::Path, p: &std::path::Path) -> std::path::PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        data_dir.join(p)
+    }
+}
+
 /// Keep the global configuration fresh (cached in the data directory, used while the coordinator
 /// is down until it expires) and send each finished day's counts once.
 fn start_coordinator_link(
@@ -604,30 +635,12 @@ fn start_coordinator_link(
     coordinator: &crate::config::CoordinatorConfig,
     jurisdiction: &str,
 ) -> anyhow::Result<()> {
-    let resolve = |p: &std::path::Path| {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            node.data_dir.join(p)
-        }
-    };
-    let pem = |path: &std::path::Path, label: &str| -> anyhow::Result<Vec<u8>> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let (_, body) = text
-            .split_once(&format!("-----BEGIN {label}-----"))
-            .with_context(|| format!("{} holds no {label}", path.display()))?;
-        let (body, _) = body
-            .split_once(&format!("-----END {label}-----"))
-            .with_context(|| format!("{} holds no {label}", path.display()))?;
-        use base64::Engine;
-        Ok(base64::engine::general_purpose::STANDARD
-            .decode(body.split_whitespace().collect::<String>())?)
-    };
-    let ca = pem(&resolve(&peer.ca), "CERTIFICATE")?;
-    let key = xy_gmtls::pki::private_key_from_der(&pem(&resolve(&peer.key), "PRIVATE KEY")?)?;
-    let certificate_pem = std::fs::read_to_string(resolve(&peer.cert))?;
-    let client = xy_federation::CoordinatorClient::new(&coordinator.address, ca, &node.data_dir);
+    let key = xy_gmtls::pki::private_key_from_der(&read_pem(
+        &resolve_in(&node.data_dir, &peer.key),
+        "PRIVATE KEY",
+    )?)?;
+    let certificate_pem = std::fs::read_to_string(resolve_in(&node.data_dir, &peer.cert))?;
+    let client = coordinator_client(node, peer, coordinator)?;
     let store = node.stores.collection.clone();
     let jurisdiction = jurisdiction.to_owned();
     let every =

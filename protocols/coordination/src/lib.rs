@@ -5,11 +5,15 @@
 //!   policy versions — signed by the coordinator's CA key and valid until `expires_at`, so a node
 //!   verifies it with the anchor it already trusts and keeps working on a cached copy through a
 //!   coordinator outage until then ([`verify_global_config`]);
-//! - a node's **daily counts** (统计), signed with its node certificate's key ([`sign_report`]).
+//! - a node's **daily counts** (统计), signed with its node certificate's key ([`sign_report`]);
+//! - **single-sign-on tokens**: JWT-shaped (`header.payload.signature`, base64url), alg `SM2SM3`,
+//!   which a node verifies offline with the key the configuration carries ([`verify_sso_token`]).
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use xy_gmtls::pki::ParsedCertificate;
-use xy_shangmi::sm2::{CERT_DISTID, Sm2SecretKey};
+use xy_shangmi::sm2::{CERT_DISTID, Sm2PublicKey, Sm2SecretKey};
 
 /// Errors of the checks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +28,87 @@ pub enum CoordinationError {
     /// The configuration has expired.
     #[error("the configuration expired at {0}")]
     Expired(u64),
+    /// A single-sign-on token is not valid; the text says why.
+    #[error("invalid token: {0}")]
+    Token(&'static str),
+}
+
+/// The issuer of single-sign-on tokens.
+pub const SSO_ISSUER: &str = "xinyong-coordinator";
+/// Their audience: the platform's nodes and the coordinator.
+pub const SSO_AUDIENCE: &str = "xinyong-platform";
+
+/// What a single-sign-on token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsoClaims {
+    /// The user.
+    pub sub: String,
+    /// The user's role (`province-admin`, `prefecture-admin`, `department-operator`, `auditor`,
+    /// `institution-user`).
+    pub role: String,
+    /// The user's jurisdiction.
+    pub jurisdiction: String,
+    /// Issued at (Unix seconds).
+    pub iat: u64,
+    /// Expires at (Unix seconds).
+    pub exp: u64,
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+}
+
+/// Verify a token offline: its SM2 signature under `key`, the algorithm, the issuer, the
+/// audience and the expiry.
+pub fn verify_sso_token(
+    token: &str,
+    key: &Sm2PublicKey,
+    audience: &str,
+    now: u64,
+) -> Result<SsoClaims, CoordinationError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(CoordinationError::Token("not three parts"));
+    };
+    let header_json = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| CoordinationError::Token("header"))?;
+    let header_value: serde_json::Value =
+        serde_json::from_slice(&header_json).map_err(|_| CoordinationError::Token("header"))?;
+    if header_value["alg"] != "SM2SM3" {
+        return Err(CoordinationError::Token("algorithm is not SM2SM3"));
+    }
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| CoordinationError::Token("signature encoding"))?;
+    let signed = &token[..header.len() + 1 + payload.len()];
+    key.verify(CERT_DISTID, signed.as_bytes(), &signature)
+        .map_err(|_| CoordinationError::Token("signature"))?;
+    let claims: SsoClaims = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| CoordinationError::Token("payload encoding"))?,
+    )
+    .map_err(|_| CoordinationError::Token("claims"))?;
+    if claims.iss != SSO_ISSUER {
+        return Err(CoordinationError::Token("issuer"));
+    }
+    if claims.aud != audience {
+        return Err(CoordinationError::Token("audience"));
+    }
+    if claims.exp <= now {
+        return Err(CoordinationError::Token("expired"));
+    }
+    Ok(claims)
+}
+
+/// The single-sign-on key of a configuration.
+pub fn sso_key(config: &GlobalConfig) -> Result<Sm2PublicKey, CoordinationError> {
+    unhex(&config.sso_public_key)
+        .and_then(|bytes| Sm2PublicKey::from_sec1(&bytes).ok())
+        .ok_or_else(|| CoordinationError::Malformed("the configuration's SSO key".into()))
 }
 
 /// One node of the directory.
