@@ -6,7 +6,14 @@
 //! xinyong-coordinator serve --data-dir DIR --listen ADDR [--database-url URL]
 //! xinyong-coordinator admin create --username NAME [--jurisdiction 510000] --data-dir DIR   (password on stdin)
 //! xinyong-coordinator audit verify --data-dir DIR
+//! xinyong-coordinator token create --jurisdiction 510100 --role prefecture-node --common-name N --data-dir DIR
+//! xinyong-coordinator certificate revoke SERIAL --reason TEXT --data-dir DIR
+//! xinyong-coordinator user approve NAME --data-dir DIR
+//! xinyong-coordinator node add --jurisdiction 510100 --role prefecture-node --address A --server-name N --data-dir DIR
 //! ```
+//!
+//! The administrative commands act as `cli` with a province administrator's rights: whoever
+//! runs them on the coordinator's host holds its data directory anyway. Each is audited.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -17,7 +24,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use xy_coordinator_server::api::{ApiState, router};
-use xy_coordinator_server::{Coordinator, Settings};
+use xy_coordinator_server::{Claims, Coordinator, Settings, UserRole};
+use xy_gmtls::pki::{PeerIdentity, Role};
 
 /// xinyong coordinator (省级协调服务): identity, enrolment, the signed global configuration.
 #[derive(Debug, Parser)]
@@ -62,6 +70,117 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Enrolment tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Certificates.
+    Certificate {
+        #[command(subcommand)]
+        command: CertificateCommand,
+    },
+    /// Users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// The node directory of the global configuration.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// A one-time enrolment token for one certificate (printed once).
+    Create {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Six-digit division code.
+        #[arg(long)]
+        jurisdiction: String,
+        /// province-node, prefecture-node, institution-client or department-client.
+        #[arg(long)]
+        role: String,
+        /// The certificate's DNS name.
+        #[arg(long)]
+        common_name: String,
+        /// Hours the token stays valid.
+        #[arg(long, default_value_t = 72)]
+        ttl_hours: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertificateCommand {
+    /// Revoke a certificate (on the next CRL and configuration).
+    Revoke {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Serial number, hex.
+        serial: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Approve a pending user.
+    Approve {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Username.
+        username: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Add or move a node in the directory.
+    Add {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Six-digit division code.
+        #[arg(long)]
+        jurisdiction: String,
+        /// province-node or prefecture-node.
+        #[arg(long)]
+        role: String,
+        /// Its QUIC address.
+        #[arg(long)]
+        address: String,
+        /// The name in its certificate.
+        #[arg(long)]
+        server_name: String,
+    },
+}
+
+/// The operator on the coordinator's host.
+fn cli_actor() -> Claims {
+    let now = unix_now();
+    Claims {
+        sub: "cli".into(),
+        role: UserRole::ProvinceAdmin,
+        jurisdiction: "510000".into(),
+        iat: now,
+        exp: now + 60,
+        iss: "xinyong-coordinator".into(),
+        aud: xy_coordinator_server::AUDIENCE.into(),
+    }
+}
+
+fn identity(jurisdiction: &str, role: &str) -> anyhow::Result<PeerIdentity> {
+    let role = Role::parse(role).with_context(|| {
+        format!(
+            "role {role:?}: one of {}",
+            Role::ALL.map(Role::as_str).join(", ")
+        )
+    })?;
+    Ok(PeerIdentity::new(jurisdiction, role)?)
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,6 +281,77 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 )
                 .await?;
             println!("province administrator {username} created");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    data,
+                    jurisdiction,
+                    role,
+                    common_name,
+                    ttl_hours,
+                },
+        } => {
+            let identity = identity(&jurisdiction, &role)?;
+            let token = open(&data)
+                .await?
+                .create_enrolment_token(
+                    &cli_actor(),
+                    &identity,
+                    &common_name,
+                    ttl_hours * 3600,
+                    unix_now(),
+                )
+                .await?;
+            println!("{}", token.token);
+            eprintln!(
+                "one-time enrolment token for {common_name} ({role}, {jurisdiction}), valid until {}",
+                token.expires_at
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Certificate {
+            command:
+                CertificateCommand::Revoke {
+                    data,
+                    serial,
+                    reason,
+                },
+        } => {
+            open(&data)
+                .await?
+                .revoke(&cli_actor(), &serial, &reason, unix_now())
+                .await?;
+            println!("certificate {serial} revoked");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User {
+            command: UserCommand::Approve { data, username },
+        } => {
+            open(&data)
+                .await?
+                .approve_user(&cli_actor(), &username, unix_now())
+                .await?;
+            println!("user {username} approved");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Node {
+            command:
+                NodeCommand::Add {
+                    data,
+                    jurisdiction,
+                    role,
+                    address,
+                    server_name,
+                },
+        } => {
+            let identity = identity(&jurisdiction, &role)?;
+            open(&data)
+                .await?
+                .register_node(&cli_actor(), &identity, &address, &server_name, unix_now())
+                .await?;
+            println!("node {jurisdiction} {role} at {address} ({server_name})");
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {

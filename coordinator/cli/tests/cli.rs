@@ -103,8 +103,82 @@ fn bootstrap_serve_login_and_verify_the_audit_chain() {
     let (status, body) = http(&addr, "GET", "/api/openapi.json", "");
     assert_eq!(status, 200);
     assert!(body.contains("\"openapi\""));
+    // A user registers over HTTP; the operator approves it from the command line.
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/api/users",
+        r#"{"username":"clerk","password":"another long secret","role":"department-operator","jurisdiction":"510100"}"#,
+    );
+    assert_eq!(status, 202, "{body}");
     server.kill().unwrap();
     let _ = server.wait();
+
+    let admin_command = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(["--data-dir", data])
+            .env_remove("XY_COORDINATOR_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let out = admin_command(&["user", "approve", "clerk"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = admin_command(&[
+        "token",
+        "create",
+        "--jurisdiction",
+        "510100",
+        "--role",
+        "prefecture-node",
+        "--common-name",
+        "chengdu.xinyong.internal",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim().len(),
+        64,
+        "the token"
+    );
+    let out = admin_command(&[
+        "token",
+        "create",
+        "--jurisdiction",
+        "510100",
+        "--role",
+        "overlord",
+        "--common-name",
+        "x",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("prefecture-node"));
+    let out = admin_command(&[
+        "node",
+        "add",
+        "--jurisdiction",
+        "510100",
+        "--role",
+        "prefecture-node",
+        "--address",
+        "10.51.1.10:8641",
+        "--server-name",
+        "chengdu.xinyong.internal",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = admin_command(&["certificate", "revoke", "0123", "--reason", "test"]);
+    assert!(!out.status.success(), "an unknown serial");
 
     let out = Command::new(BIN)
         .args(["audit", "verify", "--data-dir", data])
@@ -113,7 +187,7 @@ fn bootstrap_serve_login_and_verify_the_audit_chain() {
         .unwrap();
     assert!(out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("audit chain intact: 3 entries"),
+        String::from_utf8_lossy(&out.stdout).contains("audit chain intact: 7 entries"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );

@@ -64,8 +64,8 @@ async fn enrolled_certificates_carry_a_quic_handshake_and_a_revocation_reaches_t
         (
             2,
             "510100",
-            Role::InstitutionClient,
-            "bank.xinyong.internal",
+            Role::PrefectureNode,
+            "chengdu.xinyong.internal",
         ),
     ] {
         let identity = PeerIdentity::new(jurisdiction, role).unwrap();
@@ -88,7 +88,7 @@ async fn enrolled_certificates_carry_a_quic_handshake_and_a_revocation_reaches_t
         issued.push((seed, name, enrolment));
     }
 
-    // The two enrolled parties complete a mutually authenticated QUIC handshake.
+    // The two enrolled nodes complete a mutually authenticated QUIC handshake.
     let files = tempfile::tempdir().unwrap();
     let ca = files.path().join("ca.pem");
     std::fs::write(&ca, &issued[0].2.ca_pem).unwrap();
@@ -135,7 +135,7 @@ async fn enrolled_certificates_carry_a_quic_handshake_and_a_revocation_reaches_t
     assert_eq!(connection.peer().role, Role::ProvinceNode);
     assert_eq!(connection.request(b"ping").await.unwrap(), b"ping");
 
-    // Revocation: the CRL lists the bank's serial (read by OpenSSL).
+    // Revocation: the CRL lists the Chengdu node's serial (read by OpenSSL).
     c.revoke(&root, &issued[1].2.serial, "key compromise", NOW + 10)
         .await
         .unwrap();
@@ -159,7 +159,7 @@ async fn enrolled_certificates_carry_a_quic_handshake_and_a_revocation_reaches_t
         .unwrap_err();
     assert!(matches!(twice, CoordinatorError::Conflict(_)));
 
-    // The next global configuration carries the CRL; a node that loads it refuses the bank.
+    // The next global configuration carries the CRL; a node that loads it refuses Chengdu.
     let config = verify_global_config(
         &c.global_config(NOW + 40).await.unwrap(),
         c.ca_certificate(),
@@ -197,7 +197,7 @@ async fn enrolled_certificates_carry_a_quic_handshake_and_a_revocation_reaches_t
         connection.request(b"ping").await
     }
     .await;
-    assert!(refused.is_err(), "the revoked bank was let in");
+    assert!(refused.is_err(), "the revoked node was let in");
 }
 
 #[tokio::test]
