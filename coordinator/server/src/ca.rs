@@ -65,23 +65,11 @@ pub(crate) fn load_or_create_key(path: &Path) -> Result<Sm2SecretKey, Coordinato
 /// Load the 16-byte SM4 key that seals stored secrets, or create it (hex, a private file).
 pub(crate) fn load_or_create_secret(path: &Path) -> Result<xy_shangmi::Sm4Gcm, CoordinatorError> {
     let key: Vec<u8> = match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let text = text.trim();
-            (0..text.len())
-                .step_by(2)
-                .map(|i| {
-                    text.get(i..i + 2)
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                })
-                .collect::<Option<Vec<u8>>>()
-                .filter(|k| k.len() == 16)
-                .ok_or_else(|| {
-                    CoordinatorError::BadRequest(format!(
-                        "{} is not a 16-byte hex key",
-                        path.display()
-                    ))
-                })?
-        }
+        Ok(text) => xy_coordination::unhex(text.trim())
+            .filter(|k| k.len() == 16)
+            .ok_or_else(|| {
+                CoordinatorError::BadRequest(format!("{} is not a 16-byte hex key", path.display()))
+            })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut key = [0u8; 16];
             rand::fill(&mut key);
@@ -280,51 +268,64 @@ impl Coordinator {
         let role = Role::parse(&role)
             .ok_or_else(|| CoordinatorError::BadRequest(format!("unknown role {role}")))?;
         let identity = PeerIdentity::new(&jurisdiction, role)?;
+        let issued = self
+            .issue_certificate(&request.public_key, &identity, &common_name, now)
+            .await?;
+        self.audit(
+            &format!("enrolment:{common_name}"),
+            "certificate.issue",
+            serde_json::json!({
+                "serial": issued.serial,
+                "jurisdiction": jurisdiction,
+                "role": role.as_str(),
+                "common_name": common_name,
+            }),
+            now,
+        )
+        .await?;
+        Ok(issued)
+    }
+
+    /// Issue a certificate for `key` bound to `identity` under `common_name`, valid for the
+    /// configured days, and record it.
+    pub(crate) async fn issue_certificate(
+        &self,
+        key: &xy_shangmi::sm2::Sm2PublicKey,
+        identity: &PeerIdentity,
+        common_name: &str,
+        now: u64,
+    ) -> Result<Enrolment, CoordinatorError> {
         let not_after = now + self.settings.certificate_days * 86_400;
-        let serial = random_serial();
         let certificate = self.ca.issuer()?.issue(
-            &request.public_key,
+            key,
             &CertificateProfile {
-                common_name: common_name.clone(),
+                common_name: common_name.to_owned(),
                 dns_names: Vec::new(),
-                identity: Some(identity),
+                identity: Some(identity.clone()),
                 not_before: now.saturating_sub(3600),
                 not_after,
                 is_ca: false,
             },
-            &serial,
+            &random_serial(),
         )?;
-        let serial_hex = hex(ParsedCertificate::parse(&certificate)?.serial);
+        let serial = hex(ParsedCertificate::parse(&certificate)?.serial);
         sqlx::query(
             "INSERT INTO certificates (serial, jurisdiction, role, common_name, issued_at, not_after, der_hex) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(&serial_hex)
-        .bind(&jurisdiction)
-        .bind(role.as_str())
-        .bind(&common_name)
+        .bind(&serial)
+        .bind(&identity.jurisdiction)
+        .bind(identity.role.as_str())
+        .bind(common_name)
         .bind(now as i64)
         .bind(not_after as i64)
         .bind(hex(&certificate))
         .execute(&self.pool)
         .await?;
-        self.audit(
-            &format!("enrolment:{common_name}"),
-            "certificate.issue",
-            serde_json::json!({
-                "serial": serial_hex,
-                "jurisdiction": jurisdiction,
-                "role": role.as_str(),
-                "common_name": common_name,
-                "not_after": not_after,
-            }),
-            now,
-        )
-        .await?;
         Ok(Enrolment {
             certificate_pem: pem_encode("CERTIFICATE", &certificate),
             ca_pem: pem_encode("CERTIFICATE", self.ca.certificate()),
-            serial: serial_hex,
+            serial,
         })
     }
 
@@ -393,11 +394,8 @@ impl Coordinator {
         for row in rows {
             let serial: String = row.try_get(0)?;
             let at: i64 = row.try_get(1)?;
-            let bytes = (0..serial.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&serial[i..i + 2], 16))
-                .collect::<Result<Vec<u8>, _>>()
-                .map_err(|_| CoordinatorError::BadRequest(format!("stored serial {serial}")))?;
+            let bytes = xy_coordination::unhex(&serial)
+                .ok_or_else(|| CoordinatorError::BadRequest(format!("stored serial {serial}")))?;
             revoked.push((bytes, at as u64));
         }
         let count = revoked.len() as u64;

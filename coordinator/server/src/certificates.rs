@@ -5,10 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use xy_gmtls::pki::{
-    CertificateProfile, CertificationRequest, Issuer, ParsedCertificate, Role, pem_encode,
-    verify_signed_by,
-};
+use xy_gmtls::pki::{CertificationRequest, ParsedCertificate, Role, verify_signed_by};
 use xy_shangmi::sm2::CERT_DISTID;
 
 use crate::ca::{Enrolment, pem_decode};
@@ -51,16 +48,6 @@ pub fn login_message(username: &str, challenge: &str) -> String {
     format!("xinyong-login:{username}:{challenge}")
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect()
-}
-
 impl Coordinator {
     /// A certificate issued by this CA, known and in force: (parsed serial hex, DER).
     async fn certificate_in_force(
@@ -98,7 +85,7 @@ impl Coordinator {
         let request_der = pem_decode("CERTIFICATE REQUEST", &renewal.csr_pem)?;
         let request = CertificationRequest::parse_and_verify(&request_der)
             .map_err(|e| CoordinatorError::BadRequest(e.to_string()))?;
-        let signature = unhex(&renewal.signature)
+        let signature = xy_coordination::unhex(&renewal.signature)
             .ok_or_else(|| CoordinatorError::BadRequest("signature is not hex".into()))?;
         old.public_key
             .verify(CERT_DISTID, &request_der, &signature)
@@ -116,48 +103,17 @@ impl Coordinator {
                 .fetch_one(&self.pool)
                 .await?
                 .try_get(0)?;
-        let mut serial = [0u8; 16];
-        rand::fill(&mut serial);
-        serial[0] = (serial[0] & 0x7f) | 1;
-        let not_after = now + self.settings.certificate_days * 86_400;
-        let certificate = Issuer::new(self.ca.certificate(), self.ca.key())?.issue(
-            &request.public_key,
-            &CertificateProfile {
-                common_name: common_name.clone(),
-                dns_names: Vec::new(),
-                identity: Some(identity.clone()),
-                not_before: now.saturating_sub(3600),
-                not_after,
-                is_ca: false,
-            },
-            &serial,
-        )?;
-        let serial_hex = hex(ParsedCertificate::parse(&certificate)?.serial);
-        sqlx::query(
-            "INSERT INTO certificates (serial, jurisdiction, role, common_name, issued_at, not_after, der_hex) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&serial_hex)
-        .bind(&identity.jurisdiction)
-        .bind(identity.role.as_str())
-        .bind(&common_name)
-        .bind(now as i64)
-        .bind(not_after as i64)
-        .bind(hex(&certificate))
-        .execute(&self.pool)
-        .await?;
+        let renewed = self
+            .issue_certificate(&request.public_key, &identity, &common_name, now)
+            .await?;
         self.audit(
             &format!("certificate:{old_serial}"),
             "certificate.renew",
-            serde_json::json!({"old": old_serial, "new": serial_hex, "not_after": not_after}),
+            serde_json::json!({"old": old_serial, "new": renewed.serial}),
             now,
         )
         .await?;
-        Ok(Enrolment {
-            certificate_pem: pem_encode("CERTIFICATE", &certificate),
-            ca_pem: pem_encode("CERTIFICATE", self.ca.certificate()),
-            serial: serial_hex,
-        })
+        Ok(renewed)
     }
 
     /// Bind a client certificate (issued here, in force, of a client role and the user's
@@ -244,7 +200,7 @@ impl Coordinator {
                     "unknown user or certificate".into(),
                 ));
             }
-            let signature = unhex(&login.signature)
+            let signature = xy_coordination::unhex(&login.signature)
                 .ok_or_else(|| CoordinatorError::Unauthorized("signature is not hex".into()))?;
             ParsedCertificate::parse(&der)?
                 .public_key

@@ -218,10 +218,7 @@ impl Coordinator {
     }
 }
 
-/// Hex of bytes.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use xy_coordination::hex;
 
 /// 32 random bytes as hex (tokens).
 pub(crate) fn random_token() -> String {

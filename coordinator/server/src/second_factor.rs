@@ -94,14 +94,7 @@ impl Coordinator {
     }
 
     fn open_secret(&self, sealed_hex: &str) -> Result<Vec<u8>, CoordinatorError> {
-        let bytes = (0..sealed_hex.len())
-            .step_by(2)
-            .map(|i| {
-                sealed_hex
-                    .get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .collect::<Option<Vec<u8>>>()
+        let bytes = xy_coordination::unhex(sealed_hex)
             .ok_or_else(|| CoordinatorError::BadRequest("stored secret is not hex".into()))?;
         self.secrets
             .open(b"totp", &bytes)

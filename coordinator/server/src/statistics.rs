@@ -72,19 +72,6 @@ pub struct Aggregate {
     pub queried: i64,
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect()
-}
-
 fn valid_day(day: &str) -> bool {
     chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_ok()
 }
@@ -149,8 +136,8 @@ impl Coordinator {
         if revoked.is_some() {
             return Err(refused(format!("certificate {serial} is revoked")));
         }
-        let signature =
-            unhex(&signed.signature).ok_or_else(|| refused("signature is not hex".into()))?;
+        let signature = xy_coordination::unhex(&signed.signature)
+            .ok_or_else(|| refused("signature is not hex".into()))?;
         parsed
             .public_key
             .verify(CERT_DISTID, signed.report.as_bytes(), &signature)

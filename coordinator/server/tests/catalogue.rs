@@ -3,12 +3,12 @@
 //! the policy's working days when conditional (escalated when the limit passes), refused when
 //! not shared — with the working-day calendar of the policy data.
 
-use chrono::NaiveDate;
-use xy_coordinator_server::catalogue::{CataloguePolicy, FieldSpec, ResourceMetadata};
-use xy_coordinator_server::{Claims, Coordinator, CoordinatorError, Settings, UserRole};
+mod common;
 
-const NOW: u64 = 1_795_226_400; // Saturday 2026-11-21, 10:00 Beijing time
-const PASSWORD: &str = "correct horse battery";
+use chrono::NaiveDate;
+use common::{NOW, user};
+use xy_coordinator_server::catalogue::{CataloguePolicy, FieldSpec, ResourceMetadata};
+use xy_coordinator_server::{CoordinatorError, UserRole};
 
 fn date(text: &str) -> NaiveDate {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
@@ -58,37 +58,11 @@ fn metadata(code: &str, class: &str, sharing: &str) -> ResourceMetadata {
     }
 }
 
-async fn user(c: &Coordinator, root: &Claims, name: &str, role: UserRole, j: &str) -> Claims {
-    c.register_user(name, PASSWORD, role, j, NOW).await.unwrap();
-    c.approve_user(root, name, NOW).await.unwrap();
-    c.verify(
-        &c.login(name, PASSWORD, None, NOW)
-            .await
-            .unwrap()
-            .access_token,
-        NOW,
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn the_workflow_versions_lineage_and_subscriptions_with_time_limits() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Coordinator::open(dir.path(), None, Settings::default(), NOW)
-        .await
-        .unwrap();
-    c.create_admin("root", PASSWORD, "510000", NOW)
-        .await
-        .unwrap();
-    let root = c
-        .verify(
-            &c.login("root", PASSWORD, None, NOW)
-                .await
-                .unwrap()
-                .access_token,
-            NOW,
-        )
-        .unwrap();
+    let c = common::open(dir.path()).await;
+    let root = common::admin(&c).await;
     let chengdu = user(&c, &root, "cd-admin", UserRole::PrefectureAdmin, "510100").await;
     let operator = user(&c, &root, "cd-op", UserRole::DepartmentOperator, "510100").await;
     let mianyang = user(&c, &root, "my-admin", UserRole::PrefectureAdmin, "510700").await;

@@ -2,69 +2,32 @@
 //! (a bound client certificate signing a fresh, single-use challenge); revoked, foreign, unbound
 //! and replayed attempts refused.
 
+mod common;
+
+use common::{NOW, der, hex, key};
 use xy_coordinator_server::certificates::{CertificateLogin, Renewal, login_message};
-use xy_coordinator_server::{Claims, Coordinator, CoordinatorError, Settings, UserRole};
+use xy_coordinator_server::{Claims, Coordinator, CoordinatorError, UserRole};
 use xy_gmtls::pki::{ParsedCertificate, PeerIdentity, Role, certification_request, pem_encode};
 use xy_shangmi::sm2::{CERT_DISTID, Sm2SecretKey};
 
-const NOW: u64 = 1_795_226_400;
-const PASSWORD: &str = "correct horse battery";
-
-fn key(seed: u8) -> Sm2SecretKey {
-    Sm2SecretKey::from_bytes(&[seed; 32]).unwrap()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn der(pem: &str) -> Vec<u8> {
-    use base64::Engine;
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .unwrap()
-}
-
 async fn setup() -> (tempfile::TempDir, Coordinator, Claims) {
     let dir = tempfile::tempdir().unwrap();
-    let c = Coordinator::open(dir.path(), None, Settings::default(), NOW)
-        .await
-        .unwrap();
-    c.create_admin("root", PASSWORD, "510000", NOW)
-        .await
-        .unwrap();
-    let root = c
-        .verify(
-            &c.login("root", PASSWORD, None, NOW)
-                .await
-                .unwrap()
-                .access_token,
-            NOW,
-        )
-        .unwrap();
+    let c = common::open(dir.path()).await;
+    let root = common::admin(&c).await;
     (dir, c, root)
 }
 
+/// The certificate (PEM) of [`key`]`(seed)` enrolled as `role` of `jurisdiction`.
 async fn enrol(c: &Coordinator, root: &Claims, seed: u8, jurisdiction: &str, role: Role) -> String {
-    let identity = PeerIdentity::new(jurisdiction, role).unwrap();
-    let token = c
-        .create_enrolment_token(
-            root,
-            &identity,
-            &format!("c{seed}.xinyong.internal"),
-            3600,
-            NOW,
-        )
-        .await
-        .unwrap();
-    c.enrol(
-        &token.token,
-        &certification_request(&key(seed), "x").unwrap(),
-        NOW,
+    common::enrol(
+        c,
+        root,
+        seed,
+        jurisdiction,
+        role,
+        &format!("c{seed}.xinyong.internal"),
     )
     .await
-    .unwrap()
     .certificate_pem
 }
 
@@ -108,19 +71,7 @@ async fn a_holder_renews_with_its_current_key_and_nobody_else_can() {
 #[tokio::test]
 async fn a_bound_client_certificate_logs_a_user_in_once_per_challenge() {
     let (_dir, c, root) = setup().await;
-    c.register_user("banker", PASSWORD, UserRole::InstitutionUser, "510100", NOW)
-        .await
-        .unwrap();
-    c.approve_user(&root, "banker", NOW).await.unwrap();
-    let banker = c
-        .verify(
-            &c.login("banker", PASSWORD, None, NOW)
-                .await
-                .unwrap()
-                .access_token,
-            NOW,
-        )
-        .unwrap();
+    let banker = common::user(&c, &root, "banker", UserRole::InstitutionUser, "510100").await;
     let certificate = enrol(&c, &root, 5, "510100", Role::InstitutionClient).await;
     let node_certificate = enrol(&c, &root, 6, "510100", Role::PrefectureNode).await;
     let foreign = enrol(&c, &root, 7, "510700", Role::InstitutionClient).await;

@@ -4,11 +4,13 @@
 //! review by level, lockout, single-sign-on tokens verified offline, refresh once, the audit chain
 //! (and a tampered entry found), and the HTTP API with its OpenAPI description.
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::{NOW, PASSWORD, admin, key, postgres_database};
 use tower::ServiceExt;
 use xy_coordinator_server::api::{ApiState, ROUTES, router};
 use xy_coordinator_server::{
@@ -17,41 +19,11 @@ use xy_coordinator_server::{
 use xy_gmtls::pki::{
     ParsedCertificate, PeerIdentity, Role, certification_request, pem_encode, private_key_to_pkcs8,
 };
-use xy_shangmi::sm2::Sm2SecretKey;
-
-const NOW: u64 = 1_795_000_000; // 2026-11-18
-const PASSWORD: &str = "correct horse battery";
-
-async fn coordinator(dir: &Path) -> Coordinator {
-    Coordinator::open(dir, None, Settings::default(), NOW)
-        .await
-        .unwrap()
-}
-
-fn key(seed: u8) -> Sm2SecretKey {
-    Sm2SecretKey::from_bytes(&[seed; 32]).unwrap()
-}
-
-fn der_of_pem(pem: &str) -> Vec<u8> {
-    use base64::Engine;
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .unwrap()
-}
-
-async fn admin(c: &Coordinator) -> xy_coordinator_server::Claims {
-    c.create_admin("root", PASSWORD, "510000", NOW)
-        .await
-        .unwrap();
-    let tokens = c.login("root", PASSWORD, None, NOW).await.unwrap();
-    c.verify(&tokens.access_token, NOW).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrolled_certificates_carry_a_quic_handshake_and_a_revocation_reaches_the_crl() {
     let dir = tempfile::tempdir().unwrap();
-    let c = coordinator(dir.path()).await;
+    let c = common::open(dir.path()).await;
     let root = admin(&c).await;
     let mut issued = Vec::new();
     for (seed, jurisdiction, role, name) in [
@@ -75,7 +47,7 @@ async fn enrolled_certificates_carry_a_quic_handshake_and_a_revocation_reaches_t
             .unwrap();
         let request = certification_request(&key(seed), "ignored").unwrap();
         let enrolment = c.enrol(&token.token, &request, NOW).await.unwrap();
-        let der = der_of_pem(&enrolment.certificate_pem);
+        let der = common::der(&enrolment.certificate_pem);
         let parsed = ParsedCertificate::parse(&der).unwrap();
         assert_eq!(parsed.identity, Some(identity));
         assert_eq!(parsed.public_key, key(seed).public_key());
@@ -203,7 +175,7 @@ async fn enrolled_certificates_carry_a_quic_handshake_and_a_revocation_reaches_t
 #[tokio::test]
 async fn bad_requests_and_tokens_are_refused_by_cause() {
     let dir = tempfile::tempdir().unwrap();
-    let c = coordinator(dir.path()).await;
+    let c = common::open(dir.path()).await;
     let root = admin(&c).await;
     let identity = PeerIdentity::new("510100", Role::PrefectureNode).unwrap();
     let token = c
@@ -235,7 +207,7 @@ async fn bad_requests_and_tokens_are_refused_by_cause() {
 #[tokio::test]
 async fn the_global_configuration_is_signed_expires_and_lists_the_nodes() {
     let dir = tempfile::tempdir().unwrap();
-    let c = coordinator(dir.path()).await;
+    let c = common::open(dir.path()).await;
     let root = admin(&c).await;
     let chengdu = PeerIdentity::new("510100", Role::PrefectureNode).unwrap();
     c.register_node(
@@ -289,7 +261,7 @@ async fn the_global_configuration_is_signed_expires_and_lists_the_nodes() {
     tampered.config = tampered.config.replace("10.1.0.2", "10.6.6.6");
     assert!(verify_global_config(&tampered, c.ca_certificate(), NOW).is_err());
     let other = tempfile::tempdir().unwrap();
-    let other = coordinator(other.path()).await;
+    let other = common::open(other.path()).await;
     assert!(verify_global_config(&signed, other.ca_certificate(), NOW).is_err());
     // A tampered token is refused.
     let mut forged = tokens.access_token.clone();
@@ -302,7 +274,7 @@ async fn the_global_configuration_is_signed_expires_and_lists_the_nodes() {
 #[tokio::test]
 async fn users_are_reviewed_by_level_locked_out_and_refreshed_once() {
     let dir = tempfile::tempdir().unwrap();
-    let c = coordinator(dir.path()).await;
+    let c = common::open(dir.path()).await;
     let root = admin(&c).await;
     c.register_user(
         "cd-admin",
@@ -407,7 +379,7 @@ async fn users_are_reviewed_by_level_locked_out_and_refreshed_once() {
 #[tokio::test]
 async fn the_http_api_enrols_refuses_strangers_and_describes_every_route() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Arc::new(coordinator(dir.path()).await);
+    let c = Arc::new(common::open(dir.path()).await);
     c.create_admin("root", PASSWORD, "510000", NOW)
         .await
         .unwrap();
@@ -494,31 +466,6 @@ async fn the_http_api_enrols_refuses_strangers_and_describes_every_route() {
         ROUTES.len(),
         "every described operation is served"
     );
-}
-
-/// A fresh database on the throwaway PostgreSQL cluster of `scripts/test.sh`.
-async fn postgres_database(name: &str) -> String {
-    let base = std::env::var("XY_TEST_PG_URL").expect(
-        "XY_TEST_PG_URL is not set: run the test suite with scripts/test.sh, which starts a throwaway PostgreSQL",
-    );
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&base)
-        .await
-        .expect("connect to PostgreSQL");
-    let db = format!("xy_{name}_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let (prefix, _) = base.rsplit_once('/').expect("URL has a database part");
-    format!("{prefix}/{db}")
 }
 
 #[tokio::test]
@@ -635,196 +582,12 @@ async fn identity_runs_on_postgresql() {
     assert!(check.entries >= 8);
 }
 
-#[tokio::test]
-async fn the_role_matrix_every_role_times_every_protected_endpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = Arc::new(coordinator(dir.path()).await);
-    c.create_admin("root", PASSWORD, "510000", NOW)
-        .await
-        .unwrap();
-    let root = c
-        .verify(
-            &c.login("root", PASSWORD, None, NOW)
-                .await
-                .unwrap()
-                .access_token,
-            NOW,
-        )
-        .unwrap();
-    let mut tokens = vec![("none", None)];
-    for (name, role, jurisdiction) in [
-        ("p-admin", UserRole::PrefectureAdmin, "510100"),
-        ("operator", UserRole::DepartmentOperator, "510100"),
-        ("auditor", UserRole::Auditor, "510000"),
-        ("banker", UserRole::InstitutionUser, "510100"),
-    ] {
-        c.register_user(name, PASSWORD, role, jurisdiction, NOW)
-            .await
-            .unwrap();
-        c.approve_user(&root, name, NOW).await.unwrap();
-    }
-    for name in ["root", "p-admin", "operator", "auditor", "banker"] {
-        let access = c
-            .login(name, PASSWORD, None, NOW)
-            .await
-            .unwrap()
-            .access_token;
-        tokens.push((name, Some(access)));
-    }
-    // A pending user to approve, a certificate to revoke.
-    c.register_user(
-        "waiting",
-        PASSWORD,
-        UserRole::DepartmentOperator,
-        "510100",
-        NOW,
-    )
-    .await
-    .unwrap();
-    let identity = PeerIdentity::new("510100", Role::DepartmentClient).unwrap();
-    let token = c
-        .create_enrolment_token(&root, &identity, "dept.xinyong.internal", 3600, NOW)
-        .await
-        .unwrap();
-    let serial = c
-        .enrol(
-            &token.token,
-            &certification_request(&key(11), "d").unwrap(),
-            NOW,
-        )
-        .await
-        .unwrap()
-        .serial;
-    let app = router(ApiState {
-        coordinator: Arc::clone(&c),
-        clock: Arc::new(|| NOW),
-    });
-    let node = serde_json::json!({"jurisdiction": "510100", "role": "prefecture-node", "address": "10.1.0.2:8642", "server_name": "chengdu.xinyong.internal"});
-    let node_token = serde_json::json!({"jurisdiction": "510100", "role": "prefecture-node", "common_name": "chengdu.xinyong.internal"});
-    let revoke = serde_json::json!({"reason": "test"});
-    let revoke_path = format!("/api/certificates/{serial}/revoke");
-    // (endpoint, body, expected status for: none, root, p-admin, operator, auditor, banker)
-    let matrix: [(&str, &str, serde_json::Value, [u16; 6]); 5] = [
-        (
-            "POST",
-            "/api/tokens",
-            node_token,
-            [401, 201, 403, 403, 403, 403],
-        ),
-        ("POST", "/api/nodes", node, [401, 204, 403, 403, 403, 403]),
-        (
-            "GET",
-            "/api/audit",
-            serde_json::Value::Null,
-            [401, 200, 403, 403, 200, 403],
-        ),
-        (
-            "POST",
-            "/api/users/waiting/approve",
-            serde_json::Value::Null,
-            [401, 403, 204, 403, 403, 403],
-        ),
-        ("POST", &revoke_path, revoke, [401, 403, 204, 403, 403, 403]),
-    ];
-    // root goes last on the two one-shot rows: the prefecture admin approves and revokes first.
-    for (method, path, body, expected) in matrix {
-        let order: Vec<usize> = if path.contains("approve") || path.contains("revoke") {
-            vec![0, 2, 3, 4, 5, 1]
-        } else {
-            (0..6).collect()
-        };
-        for i in order {
-            let (who, token) = &tokens[i];
-            let mut request = Request::builder()
-                .method(method)
-                .uri(path)
-                .header("content-type", "application/json");
-            if let Some(token) = token {
-                request = request.header("authorization", format!("Bearer {token}"));
-            }
-            let response = app
-                .clone()
-                .oneshot(request.body(Body::from(body.to_string())).unwrap())
-                .await
-                .unwrap();
-            let want = match (who, path) {
-                // After the prefecture admin acted, root meets a done job.
-                (&"root", p) if p.contains("approve") || p.contains("revoke") => 409,
-                _ => expected[i],
-            };
-            assert_eq!(response.status().as_u16(), want, "{who} {method} {path}");
-        }
-    }
-    // Deny by default: every route the description marks as needing a token answers 401 without
-    // one (or with a forged one), before reading a body.
-    let doc: serde_json::Value = serde_json::from_str(xy_coordinator_server::api::OPENAPI).unwrap();
-    let mut protected = 0;
-    for (method, path) in ROUTES {
-        let secured = doc["paths"][path][method]["security"].is_array();
-        let concrete = path
-            .replace("{serial}", "00")
-            .replace("{username}", "nobody")
-            .replace("{code}", "X")
-            .replace("{version}", "1")
-            .replace("{id}", "1");
-        for token in [None, Some("forged.token.here")] {
-            let mut request = Request::builder()
-                .method(method.to_uppercase().as_str())
-                .uri(&concrete)
-                .header("content-type", "application/json");
-            if let Some(token) = token {
-                request = request.header("authorization", format!("Bearer {token}"));
-            }
-            let status = app
-                .clone()
-                .oneshot(request.body(Body::from("{}")).unwrap())
-                .await
-                .unwrap()
-                .status();
-            if secured {
-                assert_eq!(
-                    status,
-                    StatusCode::UNAUTHORIZED,
-                    "{method} {path} without a valid token"
-                );
-            } else {
-                assert_ne!(status, StatusCode::NOT_FOUND, "{method} {path} is served");
-            }
-        }
-        protected += usize::from(secured);
-    }
-    assert!(protected >= 20, "{protected} protected routes");
-    // Every refusal of an authenticated caller is in the audit chain.
-    let denied = c
-        .audit_entries(1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e["action"] == "denied")
-        .count();
-    assert_eq!(denied, 4 + 4 + 3 + 3 + 3);
-    // Oversized bodies and malformed JSON: refused, not crashed.
-    let big = "x".repeat(100 * 1024);
-    let response = app
-        .clone()
-        .oneshot(
-            Request::builder()
-                .method("POST")
-                .uri("/api/login")
-                .header("content-type", "application/json")
-                .body(Body::from(big))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-}
-
-/// Every protected endpoint × every role: allowed (any answer past authorisation) or 403.
+/// Every protected endpoint × every role: allowed (any answer past authorisation) or 403, each
+/// refusal audited; without a valid token, 401 before any body is read; oversized bodies refused.
 #[tokio::test]
 async fn every_role_times_every_protected_endpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Arc::new(coordinator(dir.path()).await);
+    let c = Arc::new(common::open(dir.path()).await);
     c.create_admin("root", PASSWORD, "510000", NOW)
         .await
         .unwrap();
@@ -1034,6 +797,7 @@ async fn every_role_times_every_protected_endpoint() {
     // Every protected route is in the table but TOTP confirmation, whose wrong code is a 401 of
     // its own (tested in second_factor.rs).
     assert_eq!(rows.len(), described - 1);
+    let mut refusals = 0;
     for (method, path, body, allowed) in rows {
         for (i, expected) in allowed.chars().enumerate() {
             let path = path
@@ -1075,7 +839,71 @@ async fn every_role_times_every_protected_endpoint() {
                     "{} may not {method} {path}",
                     roles[i].0
                 );
+                refusals += 1;
             }
         }
     }
+    // Every refusal is in the audit chain, one entry per 403 above.
+    let denied = c
+        .audit_entries(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e["action"] == "denied")
+        .count();
+    assert_eq!(denied, refusals);
+    // Deny by default: every route the description marks as needing a token answers 401 without
+    // one (or with a forged one), before reading a body.
+    let doc: serde_json::Value = serde_json::from_str(xy_coordinator_server::api::OPENAPI).unwrap();
+    let mut protected = 0;
+    for (method, path) in ROUTES {
+        let secured = doc["paths"][path][method]["security"].is_array();
+        let concrete = path
+            .replace("{serial}", "00")
+            .replace("{username}", "nobody")
+            .replace("{code}", "X")
+            .replace("{version}", "1")
+            .replace("{id}", "1");
+        for token in [None, Some("forged.token.here")] {
+            let mut request = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&concrete)
+                .header("content-type", "application/json");
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            let status = app
+                .clone()
+                .oneshot(request.body(Body::from("{}")).unwrap())
+                .await
+                .unwrap()
+                .status();
+            if secured {
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} without a valid token"
+                );
+            } else {
+                assert_ne!(status, StatusCode::NOT_FOUND, "{method} {path} is served");
+            }
+        }
+        protected += usize::from(secured);
+    }
+    assert!(protected >= 20, "{protected} protected routes");
+    // Oversized bodies and malformed JSON: refused, not crashed.
+    let big = "x".repeat(100 * 1024);
+    let response = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/api/login")
+                .header("content-type", "application/json")
+                .body(Body::from(big))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }

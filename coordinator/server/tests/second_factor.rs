@@ -4,11 +4,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use xy_coordinator_server::second_factor::{SmsSender, base32, hotp, totp};
-use xy_coordinator_server::{Coordinator, CoordinatorError, Settings, UserRole};
+mod common;
 
-const NOW: u64 = 1_795_226_400;
-const PASSWORD: &str = "correct horse battery";
+use common::{NOW, PASSWORD};
+use xy_coordinator_server::second_factor::{SmsSender, base32, hotp, totp};
+use xy_coordinator_server::{CoordinatorError, UserRole};
 
 #[test]
 fn the_rfc_known_answers_hold() {
@@ -67,22 +67,10 @@ impl SmsSender for Outbox {
 async fn logins_need_the_second_factor_and_refuse_wrong_or_replayed_codes() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = Outbox::default();
-    let c = Coordinator::open(dir.path(), None, Settings::default(), NOW)
+    let c = common::open(dir.path())
         .await
-        .unwrap()
         .with_sms_sender(Box::new(outbox.clone()));
-    c.create_admin("root", PASSWORD, "510000", NOW)
-        .await
-        .unwrap();
-    let root = c
-        .verify(
-            &c.login("root", PASSWORD, None, NOW)
-                .await
-                .unwrap()
-                .access_token,
-            NOW,
-        )
-        .unwrap();
+    let root = common::admin(&c).await;
 
     // TOTP: enrol, confirm with a first code, then every login needs one.
     let enrolment = c.enrol_totp(&root, NOW).await.unwrap();
@@ -131,25 +119,7 @@ async fn logins_need_the_second_factor_and_refuse_wrong_or_replayed_codes() {
     assert!(err.to_string().contains("locked"), "{err}");
 
     // SMS: a first attempt sends a code; the code logs in once.
-    c.register_user(
-        "clerk",
-        PASSWORD,
-        UserRole::DepartmentOperator,
-        "510100",
-        NOW,
-    )
-    .await
-    .unwrap();
-    c.approve_user(&root, "clerk", NOW).await.unwrap();
-    let clerk = c
-        .verify(
-            &c.login("clerk", PASSWORD, None, NOW)
-                .await
-                .unwrap()
-                .access_token,
-            NOW,
-        )
-        .unwrap();
+    let clerk = common::user(&c, &root, "clerk", UserRole::DepartmentOperator, "510100").await;
     assert!(c.enable_sms(&clerk, "call me", NOW).await.is_err());
     c.enable_sms(&clerk, "+8613800001234", NOW).await.unwrap();
     let err = c

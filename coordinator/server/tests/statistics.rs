@@ -4,16 +4,16 @@
 //! submitted and reviewed; and the report page loaded in headless Chromium, whose script draws
 //! one bar per figure.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::NOW;
 use xy_coordinator_server::api::{ApiState, router};
 use xy_coordinator_server::statistics::{CountLine, CountReport, Feedback, Grouping, sign_report};
-use xy_coordinator_server::{Claims, Coordinator, CoordinatorError, Settings, UserRole};
-use xy_gmtls::pki::{PeerIdentity, Role, certification_request};
+use xy_coordinator_server::{Claims, Coordinator, CoordinatorError, UserRole};
+use xy_gmtls::pki::Role;
 use xy_shangmi::sm2::Sm2SecretKey;
-
-const NOW: u64 = 1_795_226_400; // Saturday 2026-11-21, 10:00 Beijing time
-const PASSWORD: &str = "correct horse battery";
 
 fn line(category: &str, unit: &str, ingested: u64, rejected: u64) -> CountLine {
     CountLine {
@@ -34,28 +34,17 @@ struct Node {
 }
 
 async fn enrol(c: &Coordinator, root: &Claims, seed: u8, jurisdiction: &str, role: Role) -> Node {
-    let identity = PeerIdentity::new(jurisdiction, role).unwrap();
-    let token = c
-        .create_enrolment_token(
-            root,
-            &identity,
-            &format!("n{seed}.xinyong.internal"),
-            3600,
-            NOW,
-        )
-        .await
-        .unwrap();
-    let key = Sm2SecretKey::from_bytes(&[seed; 32]).unwrap();
-    let enrolment = c
-        .enrol(
-            &token.token,
-            &certification_request(&key, "n").unwrap(),
-            NOW,
-        )
-        .await
-        .unwrap();
+    let enrolment = common::enrol(
+        c,
+        root,
+        seed,
+        jurisdiction,
+        role,
+        &format!("n{seed}.xinyong.internal"),
+    )
+    .await;
     Node {
-        key,
+        key: common::key(seed),
         certificate_pem: enrolment.certificate_pem,
         serial: enrolment.serial,
     }
@@ -72,23 +61,8 @@ fn report(jurisdiction: &str, day: &str, lines: Vec<CountLine>) -> CountReport {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_report_the_province_aggregates_exports_and_draws_the_chart() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Arc::new(
-        Coordinator::open(dir.path(), None, Settings::default(), NOW)
-            .await
-            .unwrap(),
-    );
-    c.create_admin("root", PASSWORD, "510000", NOW)
-        .await
-        .unwrap();
-    let root = c
-        .verify(
-            &c.login("root", PASSWORD, None, NOW)
-                .await
-                .unwrap()
-                .access_token,
-            NOW,
-        )
-        .unwrap();
+    let c = Arc::new(common::open(dir.path()).await);
+    let root = common::admin(&c).await;
     let chengdu = enrol(&c, &root, 1, "510100", Role::PrefectureNode).await;
     let mianyang = enrol(&c, &root, 2, "510700", Role::PrefectureNode).await;
     let bank = enrol(&c, &root, 3, "510100", Role::InstitutionClient).await;
@@ -152,23 +126,8 @@ async fn two_nodes_report_the_province_aggregates_exports_and_draws_the_chart() 
         .unwrap_err();
     assert!(matches!(err, CoordinatorError::BadRequest(_)), "{err}");
     let stranger_dir = tempfile::tempdir().unwrap();
-    let stranger = Coordinator::open(stranger_dir.path(), None, Settings::default(), NOW)
-        .await
-        .unwrap();
-    stranger
-        .create_admin("root", PASSWORD, "510000", NOW)
-        .await
-        .unwrap();
-    let stranger_root = stranger
-        .verify(
-            &stranger
-                .login("root", PASSWORD, None, NOW)
-                .await
-                .unwrap()
-                .access_token,
-            NOW,
-        )
-        .unwrap();
+    let stranger = common::open(stranger_dir.path()).await;
+    let stranger_root = common::admin(&stranger).await;
     let outsider = enrol(&stranger, &stranger_root, 4, "510100", Role::PrefectureNode).await;
     let err = send(&outsider, report("510100", "2026-11-20", vec![]))
         .await
@@ -216,36 +175,13 @@ async fn two_nodes_report_the_province_aggregates_exports_and_draws_the_chart() 
     assert_eq!(by(Grouping::Department).await.len(), 2);
     assert_eq!(by(Grouping::Category).await.len(), 2);
     // A prefecture administrator sees its own; a banker nothing.
-    for (name, role, j) in [
-        ("cd-admin", UserRole::PrefectureAdmin, "510100"),
-        ("banker", UserRole::InstitutionUser, "510100"),
-    ] {
-        c.register_user(name, PASSWORD, role, j, NOW).await.unwrap();
-        c.approve_user(&root, name, NOW).await.unwrap();
-    }
-    let cd = c
-        .verify(
-            &c.login("cd-admin", PASSWORD, None, NOW)
-                .await
-                .unwrap()
-                .access_token,
-            NOW,
-        )
-        .unwrap();
+    let cd = common::user(&c, &root, "cd-admin", UserRole::PrefectureAdmin, "510100").await;
+    let banker = common::user(&c, &root, "banker", UserRole::InstitutionUser, "510100").await;
     let own = c
         .statistics(&cd, "2026-11-01", "2026-11-30", Grouping::Prefecture, NOW)
         .await
         .unwrap();
     assert_eq!(own.len(), 1);
-    let banker = c
-        .verify(
-            &c.login("banker", PASSWORD, None, NOW)
-                .await
-                .unwrap()
-                .access_token,
-            NOW,
-        )
-        .unwrap();
     assert!(matches!(
         c.statistics(
             &banker,

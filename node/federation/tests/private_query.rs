@@ -5,11 +5,12 @@
 //! financial-institution certificates may ask, within a rate limit; and neither the node's logs
 //! nor its data log ever name a queried id.
 
-use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
-use chrono::NaiveDate;
+use common::{capture_logs, credentials, today};
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use xy_federation::{
     NodeServices, PrivateQueryClient, PrivateQueryService, load_or_create_oprf_key,
 };
@@ -19,24 +20,7 @@ use xy_psi::query::QueryMode;
 use xy_store::{NodeKeys, NodeStores, StoreLocation, StoredRecord};
 use xy_synth::{CsvEncoding, Defect, Generator, Kind, SynthConfig};
 use xy_transport::devpki::{self, PkiLayout};
-use xy_transport::{Credentials, EndpointOptions, PeerConnection, PeerEndpoint};
-
-fn today() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2026, 11, 26).unwrap()
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use xy_transport::{EndpointOptions, PeerConnection, PeerEndpoint};
 
 struct Node {
     dir: tempfile::TempDir,
@@ -116,17 +100,6 @@ async fn records_by_subject(node: &Node) -> HashMap<String, Vec<StoredRecord>> {
     out
 }
 
-fn credentials(layout: &PkiLayout, member: &str) -> Credentials {
-    let files = layout.member(member);
-    Credentials::load(
-        &files.cert,
-        &files.key,
-        &layout.ca_cert(),
-        Some(&layout.crl()),
-    )
-    .unwrap()
-}
-
 async fn connect(
     layout: &PkiLayout,
     member: &str,
@@ -162,16 +135,7 @@ fn expected(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bank_gets_the_masked_records_of_its_subjects_in_both_modes_and_the_node_never_learns_them()
  {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    // Global: the node's tasks run on the runtime's worker threads (one test in this file).
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .unwrap();
+    let logs = capture_logs();
     let node = node().await;
     let by_subject = records_by_subject(&node).await;
     assert!(by_subject.len() > 100, "{} subjects", by_subject.len());
@@ -359,7 +323,7 @@ async fn a_bank_gets_the_masked_records_of_its_subjects_in_both_modes_and_the_no
             ("filter".to_owned(), 7 + fresh_count)
         ])
     );
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     assert!(text.contains("private query answered"));
     for id in ids.iter().chain(&fresh) {
         assert!(!text.contains(id.as_str()), "the logs name {id}");

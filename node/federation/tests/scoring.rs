@@ -4,42 +4,25 @@
 //! the prefectures' indicators; the keys are uploaded once and cached; roles are enforced; and the
 //! province's logs, data log and files hold no plaintext indicator.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
+
+use common::{capture_logs, credentials, today};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use xy_federation::{ScoringClient, ScoringService, ServiceConfig};
 use xy_fhe::{RequesterKeys, ScoringPolicy};
 use xy_ingest::{IngestOptions, Ingestor};
 use xy_store::{NodeKeys, NodeStores, RecordFilter, StoreLocation};
 use xy_synth::{CsvEncoding, Defect, Generator, Kind, SynthConfig};
 use xy_transport::devpki::{self, PkiLayout};
-use xy_transport::{Credentials, EndpointOptions, PeerEndpoint, PeerLink};
-
-fn today() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2026, 11, 26).unwrap()
-}
+use xy_transport::{EndpointOptions, PeerEndpoint, PeerLink};
 
 /// The subject every prefecture holds records of.
 fn subject() -> String {
     let base = "91510100MA6CWQ8X1";
     let check = xy_policy::identifiers::uscc_check_char(base.as_bytes()).expect("check char");
     format!("{base}{}", char::from(check))
-}
-
-/// Captures every log line, to prove what the nodes never log.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 struct Node {
@@ -180,17 +163,6 @@ async fn plain_values(policy: &ScoringPolicy, node: &Node) -> Vec<u16> {
     xy_federation::scoring::indicator_values(policy, &records, today())
 }
 
-fn credentials(layout: &PkiLayout, member: &str) -> Credentials {
-    let files = layout.member(member);
-    Credentials::load(
-        &files.cert,
-        &files.key,
-        &layout.ca_cert(),
-        Some(&layout.crl()),
-    )
-    .unwrap()
-}
-
 fn service(
     layout: &PkiLayout,
     member: &str,
@@ -217,16 +189,7 @@ fn serve(endpoint: &PeerEndpoint, service: ScoringService) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bank_gets_the_grade_the_plaintext_policy_gives_and_the_province_sees_no_indicator() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    // Global: the node's tasks run on the runtime's worker threads (one test in this file).
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .unwrap();
+    let logs = capture_logs();
     let pki_dir = tempfile::tempdir().unwrap();
     let layout = devpki::init(pki_dir.path(), false, devpki::unix_now()).unwrap();
     let policy = Arc::new(ScoringPolicy::enterprise());
@@ -318,7 +281,7 @@ async fn a_bank_gets_the_grade_the_plaintext_policy_gives_and_the_province_sees_
 
     // No plaintext indicator anywhere on the province: not in the logs, not in its data log, not
     // in its files. The indicator vectors and the names they would be logged under never appear.
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     assert!(
         text.contains("scoring key cached"),
         "the province's log lines are captured"
