@@ -41,6 +41,13 @@ async fn node_with_records(seed: u64, every: usize) -> Node {
         stores.collection.clone(),
         keys,
     );
+    let options = IngestOptions {
+        category: None,
+        source_unit: None,
+        operator: "test".into(),
+        today: today(),
+        now: "2026-11-26T10:00:00+08:00".into(),
+    };
     for (kind, column) in [
         (Kind::Penalty, "CF_XDR_SHXYM"),
         (Kind::Licence, "XK_XDR_SHXYM"),
@@ -79,13 +86,6 @@ async fn node_with_records(seed: u64, every: usize) -> Node {
             false,
         )
         .unwrap();
-        let options = IngestOptions {
-            category: None,
-            source_unit: None,
-            operator: "test".into(),
-            today: today(),
-            now: "2026-11-26T10:00:00+08:00".into(),
-        };
         let result = ingestor
             .ingest_file(&path, None, &options, None, None)
             .await
@@ -127,13 +127,6 @@ async fn node_with_records(seed: u64, every: usize) -> Node {
     for (name, text) in [("commitments.csv", commitments), ("lists.csv", lists)] {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
-        let options = IngestOptions {
-            category: None,
-            source_unit: None,
-            operator: "test".into(),
-            today: today(),
-            now: "2026-11-26T10:00:00+08:00".into(),
-        };
         let result = ingestor
             .ingest_file(&path, None, &options, None, None)
             .await
