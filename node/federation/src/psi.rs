@@ -92,21 +92,20 @@ async fn abort(tx: &mpsc::Sender<Vec<u8>>, error: &FederationError) {
         .await;
 }
 
-async fn initiate<G: PsiGroup>(
-    connection: &PeerConnection,
-    suite: Suite,
-    mode: Mode,
-    set: Vec<Vec<u8>>,
-    randomness: &[u8; 64],
-) -> Result<PsiOutput, FederationError> {
+/// Run `side` over `channel`, from its opening message to the end of the run. On an error the
+/// peer is told why; either way, returns once everything queued has been written.
+async fn run_over(
+    side: &mut impl Party,
+    opening: Message,
+    channel: Channel,
+) -> Result<(), FederationError> {
     let Channel {
         sender,
         mut receiver,
-    } = connection.open_channel(PSI_CHANNEL).await?;
+    } = channel;
     let (tx, writer) = spawn_writer(sender);
-    let mut initiator = Initiator::<G>::new(mode, set, randomness, DEFAULT_BATCH);
-    queue(&tx, initiator.hello(suite)).await?;
-    let result = drive(&mut initiator, &mut receiver, &tx).await;
+    queue(&tx, opening).await?;
+    let result = drive(side, &mut receiver, &tx).await;
     if let Err(e) = &result {
         abort(&tx, e).await;
     }
@@ -115,7 +114,20 @@ async fn initiate<G: PsiGroup>(
         .await
         .map_err(|e| PsiError::Incomplete(e.to_string()))?;
     result?;
-    written?;
+    written
+}
+
+async fn initiate<G: PsiGroup>(
+    connection: &PeerConnection,
+    suite: Suite,
+    mode: Mode,
+    set: Vec<Vec<u8>>,
+    randomness: &[u8; 64],
+) -> Result<PsiOutput, FederationError> {
+    let channel = connection.open_channel(PSI_CHANNEL).await?;
+    let mut initiator = Initiator::<G>::new(mode, set, randomness, DEFAULT_BATCH);
+    let hello = initiator.hello(suite);
+    run_over(&mut initiator, hello, channel).await?;
     Ok(initiator.finish()?)
 }
 
@@ -213,11 +225,6 @@ impl PsiService {
         count: u64,
         channel: Channel,
     ) -> Result<Option<u64>, FederationError> {
-        let Channel {
-            sender,
-            mut receiver,
-        } = channel;
-        let (tx, writer) = spawn_writer(sender);
         let mut randomness = [0u8; 96];
         rand::fill(&mut randomness[..]);
         let (mut responder, ack) = Responder::<G>::new(
@@ -227,17 +234,7 @@ impl PsiService {
             &randomness,
             DEFAULT_BATCH,
         );
-        queue(&tx, ack).await?;
-        let result = drive(&mut responder, &mut receiver, &tx).await;
-        if let Err(e) = &result {
-            abort(&tx, e).await;
-        }
-        drop(tx);
-        let written = writer
-            .await
-            .map_err(|e| PsiError::Incomplete(e.to_string()))?;
-        result?;
-        written?;
+        run_over(&mut responder, ack, channel).await?;
         let output = responder.finish()?;
         info!(peer = %peer.jurisdiction, ?suite, ?mode, learnt = output.as_ref().map(|o| o.count), "PSI run complete");
         (self.on_result)(peer, suite, mode, output.as_ref());
