@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use base64::Engine;
 use serde::Serialize;
 use sqlx::Row;
 use xy_gmtls::pki::{
@@ -26,19 +25,27 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CoordinatorError + '_ {
     move |e| CoordinatorError::Io(path.display().to_string(), e)
 }
 
-/// The DER inside a PEM block labelled `label`.
+/// The DER inside the first PEM block labelled `label` (`CERTIFICATE`, `CERTIFICATE REQUEST` or
+/// `PRIVATE KEY`), read by rustls' PEM parser as the node's credentials are.
 pub(crate) fn pem_decode(label: &str, text: &str) -> Result<Vec<u8>, CoordinatorError> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let body = text
-        .split_once(&begin)
-        .and_then(|(_, rest)| rest.split_once(&end))
-        .map(|(body, _)| body)
-        .ok_or_else(|| CoordinatorError::BadRequest(format!("no PEM block {label}")))?;
-    let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .map_err(|e| CoordinatorError::BadRequest(format!("PEM block {label}: {e}")))
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer, PrivatePkcs8KeyDer};
+    let pem = text.as_bytes();
+    let der = match label {
+        "CERTIFICATE" => CertificateDer::from_pem_slice(pem).map(|d| d.to_vec()),
+        "CERTIFICATE REQUEST" => {
+            CertificateSigningRequestDer::from_pem_slice(pem).map(|d| d.as_ref().to_vec())
+        }
+        "PRIVATE KEY" => {
+            PrivatePkcs8KeyDer::from_pem_slice(pem).map(|d| d.secret_pkcs8_der().to_vec())
+        }
+        other => {
+            return Err(CoordinatorError::BadRequest(format!(
+                "no PEM reader for {other}"
+            )));
+        }
+    };
+    der.map_err(|e| CoordinatorError::BadRequest(format!("PEM block {label}: {e}")))
 }
 
 /// Write a file readable by its owner only.

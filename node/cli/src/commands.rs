@@ -624,10 +624,10 @@ pub(crate) async fn serve_node(
             // The coordinator's single-sign-on tokens, verified offline with the key of the
             // cached configuration (kept fresh by the peer endpoint's coordinator link).
             let client = crate::transport::coordinator_client(&node, peer, coordinator)?;
-            let certificate = crate::transport::read_pem(
-                &crate::transport::resolve_in(&node.data_dir, &peer.cert),
-                "CERTIFICATE",
-            )?;
+            let certificate = crate::transport::read_certificate(&crate::transport::resolve_in(
+                &node.data_dir,
+                &peer.cert,
+            ))?;
             let jurisdiction = xy_gmtls::pki::peer_identity(&certificate)?
                 .context("the node certificate names no jurisdiction")?
                 .jurisdiction;

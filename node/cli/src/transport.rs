@@ -590,19 +590,22 @@ pub(crate) async fn start_peer_endpoint(
     Ok(addr)
 }
 
-/// A PEM file's first block labelled `label`, as DER.
-pub(crate) fn read_pem(path: &std::path::Path, label: &str) -> anyhow::Result<Vec<u8>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let (_, body) = text
-        .split_once(&format!("-----BEGIN {label}-----"))
-        .with_context(|| format!("{} holds no {label}", path.display()))?;
-    let (body, _) = body
-        .split_once(&format!("-----END {label}-----"))
-        .with_context(|| format!("{} holds no {label}", path.display()))?;
-    use base64::Engine;
-    Ok(base64::engine::general_purpose::STANDARD
-        .decode(body.split_whitespace().collect::<String>())?)
+/// A PEM file's first certificate, as DER (rustls' PEM parser, as for the node's credentials).
+pub(crate) fn read_certificate(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    Ok(CertificateDer::from_pem_file(path)
+        .map_err(|e| anyhow::anyhow!("{}: no certificate: {e}", path.display()))?
+        .to_vec())
+}
+
+/// A PEM file's PKCS#8 private key, as an SM2 key.
+fn read_private_key(path: &std::path::Path) -> anyhow::Result<xy_shangmi::sm2::Sm2SecretKey> {
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let key = PrivatePkcs8KeyDer::from_pem_file(path)
+        .map_err(|e| anyhow::anyhow!("{}: no private key: {e}", path.display()))?;
+    Ok(xy_gmtls::pki::private_key_from_der(key.secret_pkcs8_der())?)
 }
 
 /// The node's client of the coordinator named in `[peer.coordinator]`, trusting `[peer] ca`.
@@ -611,7 +614,7 @@ pub(crate) fn coordinator_client(
     peer: &crate::config::PeerConfig,
     coordinator: &crate::config::CoordinatorConfig,
 ) -> anyhow::Result<xy_federation::CoordinatorClient> {
-    let ca = read_pem(&resolve_in(&node.data_dir, &peer.ca), "CERTIFICATE")?;
+    let ca = read_certificate(&resolve_in(&node.data_dir, &peer.ca))?;
     Ok(xy_federation::CoordinatorClient::new(
         &coordinator.address,
         ca,
@@ -635,10 +638,7 @@ fn start_coordinator_link(
     coordinator: &crate::config::CoordinatorConfig,
     jurisdiction: &str,
 ) -> anyhow::Result<()> {
-    let key = xy_gmtls::pki::private_key_from_der(&read_pem(
-        &resolve_in(&node.data_dir, &peer.key),
-        "PRIVATE KEY",
-    )?)?;
+    let key = read_private_key(&resolve_in(&node.data_dir, &peer.key))?;
     let certificate_pem = std::fs::read_to_string(resolve_in(&node.data_dir, &peer.cert))?;
     let client = coordinator_client(node, peer, coordinator)?;
     let store = node.stores.collection.clone();
