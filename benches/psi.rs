@@ -355,6 +355,7 @@ fn private_query(db: usize) -> anyhow::Result<()> {
         let services = Arc::new(NodeServices {
             scoring: None,
             private_query: Some(service),
+        flows: None,
         });
         tokio::spawn(async move { serving.serve(services).await });
         let client = PeerEndpoint::client(loopback, &credentials("bank")?, &options)?;

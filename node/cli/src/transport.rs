@@ -567,6 +567,7 @@ pub(crate) async fn start_peer_endpoint(
     let services = std::sync::Arc::new(xy_federation::NodeServices {
         scoring: Some(service),
         private_query: Some(private_query),
+        flows: None,
     });
     let refreshing = std::sync::Arc::clone(&services);
     tokio::spawn(async move {

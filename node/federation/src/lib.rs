@@ -3,9 +3,13 @@
 //! exchanging the lists — and encrypted cross-jurisdiction scoring (system X3, [`scoring`]) — the
 //! province caches each requester's evaluation key, asks every prefecture node for its encrypted
 //! contribution and aggregates homomorphically — and private credit queries for financial
-//! institutions (system B3, [`private_query`]). Share-up and return flow will join here.
+//! institutions (system B3, [`private_query`]) — and the federated flows ([`flows`]): share up,
+//! province governance ([`governance`]), return flow, work orders and scenario extracts.
 
 pub mod coordinator;
+pub mod flows;
+pub mod governance;
+pub mod local;
 pub mod message;
 pub mod private_query;
 pub mod psi;
@@ -13,6 +17,8 @@ pub mod scoring;
 pub mod services;
 
 pub use coordinator::{ConfigSource, CoordinatorClient};
+pub use flows::{FlowCredentials, FlowNode, FlowService, PushReport, return_theme};
+pub use governance::{GovernancePolicy, ScenarioDefinition};
 pub use private_query::{
     IndexInfo, PrivateQueryClient, PrivateQueryService, QueryTraffic, load_or_create_oprf_key,
 };
@@ -42,4 +48,18 @@ pub enum FederationError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] xy_store::StoreError),
+    /// A batch of the flows was malformed or did not verify.
+    #[error(transparent)]
+    Exchange(#[from] xy_exchange::ExchangeError),
+    /// A batch does not continue where the receiver stands; the sender asks again.
+    #[error("batch out of order: the receiver stands at {expected}, the batch starts after {got}")]
+    OutOfOrder {
+        /// The receiver's cursor.
+        expected: xy_exchange::Cursor,
+        /// Where the batch starts.
+        got: xy_exchange::Cursor,
+    },
+    /// A policy file is unusable.
+    #[error("policy: {0}")]
+    Policy(String),
 }

@@ -159,6 +159,7 @@ async fn a_bank_gets_the_masked_records_of_its_subjects_in_both_modes_and_the_no
     let service = Arc::new(NodeServices {
         scoring: None,
         private_query: Some(service),
+        flows: None,
     });
 
     let pki_dir = tempfile::tempdir().unwrap();

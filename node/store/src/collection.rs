@@ -284,16 +284,23 @@ pub struct CollectionStore {
     /// The SQLite file, written through the native writer; `None` on PostgreSQL.
     sqlite_file: Option<PathBuf>,
     writer: Arc<Mutex<()>>,
+    flows: crate::flows::FlowWriter,
 }
 
 impl CollectionStore {
     pub(crate) fn new(pool: AnyPool, backend: Backend, sqlite_file: Option<PathBuf>) -> Self {
         Self {
+            flows: crate::flows::FlowWriter::new(pool.clone(), backend, sqlite_file.clone()),
             pool,
             backend,
             sqlite_file,
             writer: Arc::new(Mutex::new(())),
         }
+    }
+
+    /// The writer of the flows into this store (work orders) and their cursors.
+    pub fn flow_writer(&self) -> &crate::flows::FlowWriter {
+        &self.flows
     }
 
     /// The underlying pool (for tests and maintenance commands).
@@ -504,7 +511,7 @@ impl CollectionStore {
     }
 }
 
-fn stored_record(row: &AnyRow) -> Result<StoredRecord, StoreError> {
+pub(crate) fn stored_record(row: &AnyRow) -> Result<StoredRecord, StoreError> {
     let payload: String = row.try_get("payload")?;
     Ok(StoredRecord {
         id: row.try_get("id")?,

@@ -4,7 +4,13 @@
 //!   unit, ingest batch and version, with full history, per-row batch reports and the SM3-chained
 //!   data log (数据日志);
 //! - [`ReturnFlowStore`] — 回流库, the return-flow store: staging area, current records, history;
-//! - [`ScenarioStore`] — 应用场景库, one per scenario, created on demand.
+//! - [`ScenarioStore`] — 应用场景库, one per scenario, created on demand and extracted
+//!   incrementally from the return-flow store;
+//! - on the province, [`ProvinceStore`] — 原始库 raw, 基础库 base and 主题库 theme stores and
+//!   治理工单 work orders (governance, system D7).
+//!
+//! The federated flows ([`flows`]) write each received batch in one transaction with its
+//! acknowledgement (applied batches and per-sender cursors), so a batch is applied exactly once.
 //!
 //! The stores are logically isolated: separate SQLite files, or separate PostgreSQL schemas each
 //! reached through its own role, so a scenario's connections cannot read the collection store.
@@ -13,9 +19,14 @@
 mod collection;
 pub mod datalog;
 mod db;
+pub mod flows;
 mod keys;
 mod native;
+mod province;
 pub mod quality;
+mod return_flow;
+mod scenario;
+mod share;
 
 use sqlx::{AnyPool, Row};
 
@@ -25,7 +36,14 @@ pub use collection::{
 };
 pub use datalog::{AuditReport, LogEntry};
 pub use db::{Backend, StoreLocation};
+pub use flows::{Applied, FlowWriter, HeldRecord, Mapped};
 pub use keys::{NodeKeys, write_secret};
+pub use province::{
+    GovernanceStep, HeldOrder, ProvinceCounts, ProvinceStore, Theme, Verdict, origin_of,
+};
+pub use return_flow::{FlowException, ReturnFlowStore};
+pub use scenario::{Extracted, ScenarioRecord, ScenarioStore};
+pub use share::{FeedRecord, ReceivedOrder};
 
 /// Open (creating and migrating nothing) a database named `name` at `location` — a SQLite file in
 /// the directory, or a PostgreSQL schema reached through its own role — for components that keep
@@ -66,54 +84,13 @@ pub enum StoreError {
 static COLLECTION_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/collection");
 static RETURN_FLOW_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/return_flow");
 static SCENARIO_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/scenario");
+static PROVINCE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/province");
 
-/// 回流库: the return-flow store (staging area, current records, history of every change).
-#[derive(Clone)]
-pub struct ReturnFlowStore {
-    pool: AnyPool,
-}
-
-impl ReturnFlowStore {
-    /// The underlying pool.
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
-    }
-
-    /// Number of current records.
-    pub async fn record_count(&self) -> Result<i64, StoreError> {
-        count_records(&self.pool).await
-    }
-}
-
-async fn count_records(pool: &AnyPool) -> Result<i64, StoreError> {
+pub(crate) async fn count_records(pool: &AnyPool) -> Result<i64, StoreError> {
     Ok(sqlx::query("SELECT COUNT(*) AS n FROM records")
         .fetch_one(pool)
         .await?
         .try_get("n")?)
-}
-
-/// 应用场景库: the store of one application scenario.
-#[derive(Clone)]
-pub struct ScenarioStore {
-    name: String,
-    pool: AnyPool,
-}
-
-impl ScenarioStore {
-    /// The scenario's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The underlying pool.
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
-    }
-
-    /// Number of records.
-    pub async fn record_count(&self) -> Result<i64, StoreError> {
-        count_records(&self.pool).await
-    }
 }
 
 /// The three kinds of store a node holds.
@@ -133,18 +110,43 @@ impl NodeStores {
         COLLECTION_MIGRATIONS.run(&collection).await?;
         let return_flow = db::open_pool(&location, "return_flow").await?;
         RETURN_FLOW_MIGRATIONS.run(&return_flow).await?;
+        let return_flow = ReturnFlowStore {
+            writer: FlowWriter::new(
+                return_flow,
+                location.backend(),
+                Self::sqlite_file(&location, "return_flow"),
+            ),
+        };
         tracing::info!(backend = ?location.backend(), "stores open");
         Ok(Self {
             collection: CollectionStore::new(
                 collection,
                 location.backend(),
-                match &location {
-                    StoreLocation::Sqlite(dir) => Some(dir.join("collection.db")),
-                    StoreLocation::Postgres(_) => None,
-                },
+                Self::sqlite_file(&location, "collection"),
             ),
             location,
-            return_flow: ReturnFlowStore { pool: return_flow },
+            return_flow,
+        })
+    }
+
+    fn sqlite_file(location: &StoreLocation, name: &str) -> Option<std::path::PathBuf> {
+        match location {
+            StoreLocation::Sqlite(dir) => Some(dir.join(format!("{name}.db"))),
+            StoreLocation::Postgres(_) => None,
+        }
+    }
+
+    /// The province's governance stores (raw, base, themes, work orders), created and migrated
+    /// on first use.
+    pub async fn province(&self) -> Result<ProvinceStore, StoreError> {
+        let pool = db::open_pool(&self.location, "province").await?;
+        PROVINCE_MIGRATIONS.run(&pool).await?;
+        Ok(ProvinceStore {
+            writer: FlowWriter::new(
+                pool,
+                self.location.backend(),
+                Self::sqlite_file(&self.location, "province"),
+            ),
         })
     }
 
@@ -160,11 +162,16 @@ impl NodeStores {
             StoreLocation::Sqlite(dir) => StoreLocation::Sqlite(dir.join("scenarios")),
             pg => pg.clone(),
         };
-        let pool = db::open_pool(&location, &format!("scenario_{name}")).await?;
+        let store = format!("scenario_{name}");
+        let pool = db::open_pool(&location, &store).await?;
         SCENARIO_MIGRATIONS.run(&pool).await?;
         Ok(ScenarioStore {
             name: name.to_owned(),
-            pool,
+            writer: FlowWriter::new(
+                pool,
+                location.backend(),
+                Self::sqlite_file(&location, &store),
+            ),
         })
     }
 
@@ -176,6 +183,6 @@ impl NodeStores {
     /// Close every pool (flushes SQLite's WAL on last close).
     pub async fn close(&self) {
         self.collection.pool().close().await;
-        self.return_flow.pool.close().await;
+        self.return_flow.pool().close().await;
     }
 }

@@ -22,6 +22,7 @@ pub struct Credentials {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     roots: Arc<RootCertStore>,
+    anchors: Vec<CertificateDer<'static>>,
     crls: Vec<CertificateRevocationListDer<'static>>,
     identity: Option<PeerIdentity>,
 }
@@ -106,7 +107,7 @@ impl Credentials {
             ));
         }
         let mut roots = RootCertStore::empty();
-        for anchor in anchors {
+        for anchor in anchors.iter().cloned() {
             roots
                 .add(anchor)
                 .map_err(|e| TransportError::Credentials(format!("CA certificate refused: {e}")))?;
@@ -116,8 +117,24 @@ impl Credentials {
             chain,
             key,
             roots: Arc::new(roots),
+            anchors,
             crls,
         })
+    }
+
+    /// This node's certificate (DER): what signed batches carry.
+    pub fn certificate_der(&self) -> &[u8] {
+        self.chain[0].as_ref()
+    }
+
+    /// The SM2 key of this node's certificate, for signing batches.
+    pub fn signing_key(&self) -> Result<xy_shangmi::sm2::Sm2SecretKey, TransportError> {
+        Ok(xy_gmtls::pki::private_key_from_der(self.key.secret_der())?)
+    }
+
+    /// The trust anchors (DER), to verify signed batches and files.
+    pub fn anchors_der(&self) -> Vec<Vec<u8>> {
+        self.anchors.iter().map(|a| a.as_ref().to_vec()).collect()
     }
 
     /// The jurisdiction and role of this node's own certificate.

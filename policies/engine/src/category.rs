@@ -868,6 +868,16 @@ impl Category {
             .map(|(_, v)| v)
     }
 
+    /// The personal fields that identify a subject (its identity number), in the order the
+    /// business key tries them: a stored record's personal fields name the subject by these.
+    pub fn subject_id_fields(&self) -> impl Iterator<Item = &str> {
+        self.key_subject
+            .iter()
+            .map(|&i| &self.fields[i])
+            .filter(|f| f.personal)
+            .map(|f| f.name.as_str())
+    }
+
     /// The subject's personal identity number, if the row names a person.
     pub fn subject_id_number<'a>(&self, values: &'a [String]) -> Option<&'a str> {
         self.key_subject

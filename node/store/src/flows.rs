@@ -1,0 +1,572 @@
+//! What the federated flows keep in the stores: applied batches and cursors (written in the same
+//! transaction as the records they acknowledge, so a batch is applied exactly once), records in
+//! their federation-wide form (id `gid`, version, lineage), and the writes of each flow as one
+//! transaction of plain statements run by the native SQLite writer or by sqlx on PostgreSQL.
+
+use std::path::PathBuf;
+
+use rand::RngCore;
+use serde_json::Value as Json;
+use sqlx::{AnyPool, Row};
+use xy_exchange::{Cursor, FlowRecord};
+
+use crate::db::Backend;
+use crate::native::{NativeWriter, sqlite_error};
+use crate::{NodeKeys, StoreError};
+
+/// A parameter of a flow statement.
+#[derive(Debug, Clone)]
+pub enum Param {
+    /// Text, or NULL.
+    Text(Option<String>),
+    /// An integer, or NULL.
+    Int(Option<i64>),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+impl From<&str> for Param {
+    fn from(s: &str) -> Self {
+        Param::Text(Some(s.to_owned()))
+    }
+}
+impl From<String> for Param {
+    fn from(s: String) -> Self {
+        Param::Text(Some(s))
+    }
+}
+impl From<Option<String>> for Param {
+    fn from(s: Option<String>) -> Self {
+        Param::Text(s)
+    }
+}
+impl From<i64> for Param {
+    fn from(v: i64) -> Self {
+        Param::Int(Some(v))
+    }
+}
+
+/// One statement of a flow transaction, with `?` placeholders (rewritten to `$n` for PostgreSQL).
+#[derive(Debug, Clone)]
+pub struct Statement {
+    /// The SQL.
+    pub sql: &'static str,
+    /// Its parameters, in order.
+    pub params: Vec<Param>,
+}
+
+impl Statement {
+    /// A statement.
+    pub fn new(sql: &'static str, params: Vec<Param>) -> Self {
+        Self { sql, params }
+    }
+}
+
+/// Where a flow store's writes go: the SQLite file (native writer) or the pool (PostgreSQL).
+#[derive(Clone)]
+pub struct FlowWriter {
+    pool: AnyPool,
+    backend: Backend,
+    sqlite_file: Option<PathBuf>,
+    lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+fn postgres_sql(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl FlowWriter {
+    pub(crate) fn new(pool: AnyPool, backend: Backend, sqlite_file: Option<PathBuf>) -> Self {
+        Self {
+            pool,
+            backend,
+            sqlite_file,
+            lock: Default::default(),
+        }
+    }
+
+    /// The pool, for reads.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The engine.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Take the store's write lock: one flow writer at a time, so that sequences read before a
+    /// transaction are still the latest when it runs.
+    pub async fn lock(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.lock.clone().lock_owned().await
+    }
+
+    /// Run `statements` as one transaction; returns the rows each affected. Either all take
+    /// effect or none does.
+    pub async fn run(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
+        match &self.sqlite_file {
+            Some(path) => {
+                let writer = NativeWriter::begin(path).await?;
+                let result = writer
+                    .call(move |c| {
+                        let mut affected = Vec::with_capacity(statements.len());
+                        for st in &statements {
+                            let mut prepared = c.prepare_cached(st.sql).map_err(sqlite_error)?;
+                            let params = st.params.iter().map(|p| match p {
+                                Param::Text(t) => rusqlite::types::Value::from(t.clone()),
+                                Param::Int(i) => rusqlite::types::Value::from(*i),
+                                Param::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+                            });
+                            let n = prepared
+                                .execute(rusqlite::params_from_iter(params))
+                                .map_err(sqlite_error)?;
+                            affected.push(n as u64);
+                        }
+                        c.execute_batch("COMMIT").map_err(sqlite_error)?;
+                        Ok(affected)
+                    })
+                    .await;
+                writer.finish(result.is_ok());
+                result
+            }
+            None => {
+                let mut tx = self.pool.begin().await?;
+                let mut affected = Vec::with_capacity(statements.len());
+                let mut cache: std::collections::HashMap<&'static str, String> = Default::default();
+                for st in statements {
+                    let sql = cache
+                        .entry(st.sql)
+                        .or_insert_with(|| postgres_sql(st.sql))
+                        .clone();
+                    let mut q = sqlx::query(&sql);
+                    for p in st.params {
+                        q = match p {
+                            Param::Text(t) => q.bind(t),
+                            Param::Int(i) => q.bind(i),
+                            Param::Blob(b) => q.bind(b),
+                        };
+                    }
+                    affected.push(q.execute(&mut *tx).await?.rows_affected());
+                }
+                tx.commit().await?;
+                Ok(affected)
+            }
+        }
+    }
+
+    /// `SELECT COALESCE(MAX(<column>), 0) FROM <table>` — the last sequence number used.
+    pub async fn max(&self, table: &str, column: &str) -> Result<i64, StoreError> {
+        let sql = format!("SELECT COALESCE(MAX({column}), 0) AS m FROM {table}");
+        Ok(sqlx::query(&sql)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("m")?)
+    }
+
+    /// The cursor of `flow` from `sender` (where the next batch must start).
+    pub async fn cursor(&self, flow: &str, sender: &str) -> Result<Cursor, StoreError> {
+        let sql = self.sql("SELECT major, minor FROM flow_cursors WHERE flow = ? AND sender = ?");
+        let row = sqlx::query(&sql)
+            .bind(flow)
+            .bind(sender)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Cursor {
+                major: r.try_get("major")?,
+                minor: r.try_get("minor")?,
+            },
+            None => Cursor::START,
+        })
+    }
+
+    /// Whether batch `batch_id` was applied.
+    pub async fn batch_applied(&self, batch_id: &str) -> Result<bool, StoreError> {
+        let sql = self.sql("SELECT 1 AS one FROM flow_batches WHERE batch_id = ?");
+        Ok(sqlx::query(&sql)
+            .bind(batch_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// The statements recording an applied batch and moving the sender's cursor.
+    pub fn acknowledge(
+        header: &xy_exchange::BatchHeader,
+        batch_id: &str,
+        at: &str,
+    ) -> Vec<Statement> {
+        vec![
+            Statement::new(
+                "INSERT INTO flow_batches (batch_id, flow, sender, row_count, digest, applied_at) VALUES (?, ?, ?, ?, ?, ?)",
+                vec![
+                    batch_id.into(),
+                    header.flow.as_str().into(),
+                    header.sender.as_str().into(),
+                    (header.rows as i64).into(),
+                    header.digest.as_str().into(),
+                    at.into(),
+                ],
+            ),
+            Statement::new(
+                "INSERT INTO flow_cursors (flow, sender, major, minor, updated_at) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (flow, sender) DO UPDATE SET major = excluded.major, minor = excluded.minor, updated_at = excluded.updated_at",
+                vec![
+                    header.flow.as_str().into(),
+                    header.sender.as_str().into(),
+                    header.through.major.into(),
+                    header.through.minor.into(),
+                    at.into(),
+                ],
+            ),
+        ]
+    }
+
+    /// Rewind the cursor of `flow` from `sender` to `to` (a re-request: the sender resends from
+    /// there; records already held are skipped by version).
+    pub async fn rewind(
+        &self,
+        flow: &str,
+        sender: &str,
+        to: Cursor,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        let _guard = self.lock().await;
+        self.run(vec![Statement::new(
+            "UPDATE flow_cursors SET major = ?, minor = ?, updated_at = ? WHERE flow = ? AND sender = ? AND (major > ? OR (major = ? AND minor > ?))",
+            vec![
+                to.major.into(),
+                to.minor.into(),
+                at.into(),
+                flow.into(),
+                sender.into(),
+                to.major.into(),
+                to.major.into(),
+                to.minor.into(),
+            ],
+        )])
+        .await?;
+        Ok(())
+    }
+
+    /// `sql` with `?` placeholders rewritten for the engine.
+    pub fn sql(&self, sql: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => sql.to_owned(),
+            Backend::Postgres => postgres_sql(sql),
+        }
+    }
+}
+
+/// The sealing context of a record's personal fields in the flow stores.
+fn personal_context(gid: &str) -> Vec<u8> {
+    [b"xinyong/flow-record/".as_slice(), gid.as_bytes()].concat()
+}
+
+/// Seal a record's personal fields and identity number with this node's keys (SM4-GCM, bound
+/// to the gid); `None` when it has neither.
+pub fn seal_personal(
+    keys: &NodeKeys,
+    record: &FlowRecord,
+    rng: &mut impl RngCore,
+) -> Option<String> {
+    if record.personal.is_none() && record.subject_id.is_none() {
+        return None;
+    }
+    let personal: Json = record
+        .personal
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or(Json::Null);
+    let plain = serde_json::json!({"p": personal, "id": record.subject_id});
+    Some(keys.seal(
+        &personal_context(&record.gid),
+        plain.to_string().as_bytes(),
+        rng,
+    ))
+}
+
+/// Open what [`seal_personal`] sealed: (personal fields as JSON text, identity number).
+pub fn open_personal(
+    keys: &NodeKeys,
+    gid: &str,
+    sealed: Option<&str>,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    let Some(sealed) = sealed else {
+        return Ok((None, None));
+    };
+    let plain = keys.open(&personal_context(gid), sealed)?;
+    let value: Json = serde_json::from_slice(&plain)
+        .map_err(|e| StoreError::Corrupt(format!("personal fields of {gid}: {e}")))?;
+    let personal = match &value["p"] {
+        Json::Null => None,
+        other => Some(other.to_string()),
+    };
+    let id = value["id"].as_str().map(str::to_owned);
+    Ok((personal, id))
+}
+
+/// Add `stage` (a JSON object) to a lineage under `key`, keeping what was there.
+pub fn extend_lineage(lineage: &str, key: &str, stage: Json) -> String {
+    let mut value: Json = serde_json::from_str(lineage).unwrap_or_else(|_| serde_json::json!({}));
+    if !value.is_object() {
+        value = serde_json::json!({});
+    }
+    value[key] = stage;
+    value.to_string()
+}
+
+/// A record as a flow store holds it: the federation form with personal data sealed by this node.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HeldRecord {
+    /// Federation-wide id.
+    pub gid: String,
+    /// Sequence in its store's feed.
+    pub seq: i64,
+    /// Version at the origin.
+    pub version: i64,
+    /// Category.
+    pub category: String,
+    /// Status (`withdrawn` for a retracted record).
+    pub status: String,
+    /// Source unit.
+    pub source_unit: String,
+    /// Subject USCC.
+    pub subject_code: Option<String>,
+    /// Document number.
+    pub document_number: String,
+    /// Decision date.
+    pub decision_date: Option<String>,
+    /// Non-personal fields (JSON text).
+    pub payload: String,
+    /// Sealed personal fields.
+    #[serde(skip)]
+    pub personal: Option<String>,
+    /// Lineage (JSON text).
+    pub lineage: String,
+}
+
+impl HeldRecord {
+    /// The columns [`HeldRecord::from_row`] reads.
+    pub const COLUMNS: &'static str = "gid, seq, version, category, status, source_unit, subject_code, document_number, decision_date, payload, personal, lineage";
+
+    /// Read a row selected with [`HeldRecord::COLUMNS`].
+    pub fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            gid: row.try_get("gid")?,
+            seq: row.try_get("seq")?,
+            version: row.try_get("version")?,
+            category: row.try_get("category")?,
+            status: row.try_get("status")?,
+            source_unit: row.try_get("source_unit")?,
+            subject_code: row.try_get("subject_code")?,
+            document_number: row.try_get("document_number")?,
+            decision_date: row.try_get("decision_date")?,
+            payload: row.try_get("payload")?,
+            personal: row.try_get("personal")?,
+            lineage: row.try_get("lineage")?,
+        })
+    }
+
+    /// The record in its travelling form, personal fields opened with this node's keys.
+    pub fn to_flow(&self, keys: &NodeKeys) -> Result<FlowRecord, StoreError> {
+        let (personal, subject_id) = open_personal(keys, &self.gid, self.personal.as_deref())?;
+        Ok(FlowRecord {
+            gid: self.gid.clone(),
+            version: self.version,
+            category: self.category.clone(),
+            status: self.status.clone(),
+            source_unit: self.source_unit.clone(),
+            subject_code: self.subject_code.clone(),
+            subject_id,
+            document_number: self.document_number.clone(),
+            decision_date: self.decision_date.clone(),
+            payload: self.payload.clone(),
+            personal,
+            lineage: self.lineage.clone(),
+        })
+    }
+}
+
+/// Read up to `limit` records of `table` (optionally of one theme) with `seq` after `after`, in
+/// order.
+pub async fn held_after(
+    writer: &FlowWriter,
+    table: &'static str,
+    theme: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<HeldRecord>, StoreError> {
+    let sql = match theme {
+        Some(_) => format!(
+            "SELECT {} FROM {table} WHERE theme = ? AND seq > ? ORDER BY seq LIMIT ?",
+            HeldRecord::COLUMNS
+        ),
+        None => format!(
+            "SELECT {} FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?",
+            HeldRecord::COLUMNS
+        ),
+    };
+    let sql = writer.sql(&sql);
+    let mut q = sqlx::query(&sql);
+    if let Some(theme) = theme {
+        q = q.bind(theme.to_owned());
+    }
+    let rows = q.bind(after).bind(limit).fetch_all(writer.pool()).await?;
+    rows.iter().map(HeldRecord::from_row).collect()
+}
+
+/// Find the record `gid` in `table`.
+pub async fn held(
+    writer: &FlowWriter,
+    table: &'static str,
+    gid: &str,
+) -> Result<Option<HeldRecord>, StoreError> {
+    let sql = writer.sql(&format!(
+        "SELECT {} FROM {table} WHERE gid = ?",
+        HeldRecord::COLUMNS
+    ));
+    let row = sqlx::query(&sql)
+        .bind(gid.to_owned())
+        .fetch_optional(writer.pool())
+        .await?;
+    row.as_ref().map(HeldRecord::from_row).transpose()
+}
+
+/// What applying a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Applied {
+    /// Records written (new, or a newer version).
+    pub applied: u64,
+    /// Records skipped: the store already holds that version or a newer one.
+    pub skipped: u64,
+    /// Records that could not be mapped (kept as exceptions).
+    pub exceptions: u64,
+    /// The batch had been applied before; nothing changed.
+    pub already_applied: bool,
+}
+
+/// A record of an incoming batch, mapped for this node, or refused with the reason.
+#[derive(Debug, Clone)]
+pub struct Mapped {
+    /// The record (as mapped, or as received when refused).
+    pub record: FlowRecord,
+    /// Why it could not be mapped.
+    pub refused: Option<String>,
+}
+
+impl Mapped {
+    /// A mapped record.
+    pub fn ok(record: FlowRecord) -> Self {
+        Self {
+            record,
+            refused: None,
+        }
+    }
+
+    /// A record that could not be mapped.
+    pub fn refused(record: FlowRecord, reason: String) -> Self {
+        Self {
+            record,
+            refused: Some(reason),
+        }
+    }
+}
+
+/// The upsert of one record into a flow table with `seq`, `batch_id` and a time column. A
+/// record replaces the stored one only if its version is higher.
+macro_rules! upsert_sql {
+    ($table:literal, $time:literal) => {
+        concat!(
+            "INSERT INTO ", $table, " (gid, seq, version, category, status, source_unit, subject_code, subject_index, \
+             document_number, decision_date, payload, personal, lineage, batch_id, ", $time, ") \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (gid) DO UPDATE SET seq = excluded.seq, version = excluded.version, category = excluded.category, \
+             status = excluded.status, source_unit = excluded.source_unit, subject_code = excluded.subject_code, \
+             subject_index = excluded.subject_index, document_number = excluded.document_number, \
+             decision_date = excluded.decision_date, payload = excluded.payload, personal = excluded.personal, \
+             lineage = excluded.lineage, batch_id = excluded.batch_id, ", $time, " = excluded.", $time, " \
+             WHERE excluded.version > ", $table, ".version"
+        )
+    };
+}
+pub(crate) use upsert_sql;
+
+/// The parameters of [`upsert_sql`] for `record`, sealed with `keys`.
+pub(crate) fn upsert_params(
+    record: &FlowRecord,
+    seq: i64,
+    batch_id: &str,
+    at: &str,
+    keys: &NodeKeys,
+    rng: &mut impl RngCore,
+) -> Vec<Param> {
+    vec![
+        record.gid.clone().into(),
+        seq.into(),
+        record.version.into(),
+        record.category.clone().into(),
+        record.status.clone().into(),
+        record.source_unit.clone().into(),
+        record.subject_code.clone().into(),
+        record
+            .subject_id
+            .as_deref()
+            .map(|id| keys.blind_index(id))
+            .into(),
+        record.document_number.clone().into(),
+        record.decision_date.clone().into(),
+        record.payload.clone().into(),
+        seal_personal(keys, record, rng).into(),
+        record.lineage.clone().into(),
+        batch_id.into(),
+        at.into(),
+    ]
+}
+
+/// Count applied and skipped upserts from the rows each affected.
+pub(crate) fn count_upserts(affected: &[u64], upserts: &[usize]) -> (u64, u64) {
+    let applied = upserts
+        .iter()
+        .filter(|&&i| affected.get(i).copied().unwrap_or(0) > 0)
+        .count() as u64;
+    (applied, upserts.len() as u64 - applied)
+}
+
+/// Row count and SM3 over the sorted `(gid, version, status, payload)` of a flow table, to compare
+/// two stores holding the same records.
+pub async fn table_digest(pool: &AnyPool, table: &str) -> Result<(i64, String), StoreError> {
+    use futures::TryStreamExt;
+    let sql = format!("SELECT gid, version, status, payload FROM {table} ORDER BY gid");
+    let mut rows = sqlx::query(&sql).fetch(pool);
+    let mut hasher = xy_shangmi::Sm3Hasher::new();
+    let mut n = 0i64;
+    while let Some(row) = rows.try_next().await? {
+        let gid: String = row.try_get("gid")?;
+        let version: i64 = row.try_get("version")?;
+        let status: String = row.try_get("status")?;
+        let payload: String = row.try_get("payload")?;
+        for part in [
+            gid.as_bytes(),
+            &version.to_be_bytes(),
+            status.as_bytes(),
+            payload.as_bytes(),
+        ] {
+            hasher.update(&(part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+        n += 1;
+    }
+    Ok((n, xy_exchange::hex(&hasher.finish())))
+}

@@ -1,0 +1,290 @@
+//! 回流库: the return-flow store. A returned batch lands in the staging area, is verified (by the
+//! caller, before [`ReturnFlowStore::apply_batch`]) and mapped, and is upserted into the current
+//! records with every replaced version kept in the history — one transaction with the batch's
+//! acknowledgement, so a batch is applied exactly once whatever fails when.
+
+use rand::RngCore;
+use sqlx::Row;
+use xy_exchange::SignedBatch;
+
+use crate::flows::{
+    Applied, FlowWriter, HeldRecord, Mapped, Param, Statement, count_upserts, upsert_params,
+    upsert_sql,
+};
+use crate::{NodeKeys, StoreError};
+
+/// 回流库: the return-flow store (staging area, current records, history of every change).
+#[derive(Clone)]
+pub struct ReturnFlowStore {
+    pub(crate) writer: FlowWriter,
+}
+
+/// An exception of the return flow: a batch that failed verification or a record that could
+/// not be mapped.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FlowException {
+    /// Id.
+    pub id: i64,
+    /// The batch.
+    pub batch_id: String,
+    /// Who sent it.
+    pub sender: String,
+    /// `verify` or `map`.
+    pub stage: String,
+    /// The record, for a mapping failure.
+    pub gid: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: String,
+    /// When it was resolved (a retry applied the record, or a later batch verified).
+    pub resolved_at: Option<String>,
+}
+
+impl ReturnFlowStore {
+    /// The underlying pool.
+    pub fn pool(&self) -> &sqlx::AnyPool {
+        self.writer.pool()
+    }
+
+    /// The flow writer (cursors, applied batches).
+    pub fn writer(&self) -> &FlowWriter {
+        &self.writer
+    }
+
+    /// Number of current records.
+    pub async fn record_count(&self) -> Result<i64, StoreError> {
+        crate::count_records(self.writer.pool()).await
+    }
+
+    /// Stage, map and upsert a verified batch, and acknowledge it, in one transaction.
+    pub async fn apply_batch(
+        &self,
+        batch: &SignedBatch,
+        records: Vec<Mapped>,
+        keys: &NodeKeys,
+        at: &str,
+        rng: &mut impl RngCore,
+    ) -> Result<Applied, StoreError> {
+        let batch_id = batch.batch_id();
+        let _guard = self.writer.lock().await;
+        if self.writer.batch_applied(&batch_id).await? {
+            return Ok(Applied {
+                already_applied: true,
+                ..Applied::default()
+            });
+        }
+        let mut seq = self.writer.max("records", "seq").await?;
+        let mut exception = self.writer.max("exceptions", "id").await?;
+        let sender = batch.header.sender.clone();
+        let mut statements = Vec::with_capacity(records.len() * 2 + 4);
+        statements.push(Statement::new(
+            "INSERT INTO staging (batch_id, sender, batch, received_at) VALUES (?, ?, ?, ?)",
+            vec![
+                batch_id.clone().into(),
+                sender.clone().into(),
+                Param::Blob(batch.encode()),
+                at.into(),
+            ],
+        ));
+        let mut upserts = Vec::with_capacity(records.len());
+        let mut exceptions = 0;
+        for mapped in records {
+            match mapped.refused {
+                None => {
+                    let record = mapped.record;
+                    statements.push(Statement::new(
+                        "INSERT INTO record_history (gid, version, category, status, payload, personal, lineage, batch_id, replaced_by_batch, replaced_at) \
+                         SELECT gid, version, category, status, payload, personal, lineage, batch_id, ?, ? FROM records WHERE gid = ? AND version < ?",
+                        vec![
+                            batch_id.clone().into(),
+                            at.into(),
+                            record.gid.clone().into(),
+                            record.version.into(),
+                        ],
+                    ));
+                    seq += 1;
+                    upserts.push(statements.len());
+                    statements.push(Statement::new(
+                        upsert_sql!("records", "updated_at"),
+                        upsert_params(&record, seq, &batch_id, at, keys, rng),
+                    ));
+                }
+                Some(reason) => {
+                    let record = mapped.record;
+                    exception += 1;
+                    exceptions += 1;
+                    let encoded = xy_exchange::encode_records(std::slice::from_ref(&record))
+                        .unwrap_or_default();
+                    statements.push(Statement::new(
+                        "INSERT INTO exceptions (id, batch_id, sender, stage, gid, reason, record, at) VALUES (?, ?, ?, 'map', ?, ?, ?, ?)",
+                        vec![
+                            exception.into(),
+                            batch_id.clone().into(),
+                            sender.clone().into(),
+                            record.gid.into(),
+                            reason.into(),
+                            Param::Blob(encoded),
+                            at.into(),
+                        ],
+                    ));
+                }
+            }
+        }
+        statements.push(Statement::new(
+            "DELETE FROM staging WHERE batch_id = ?",
+            vec![batch_id.clone().into()],
+        ));
+        statements.extend(FlowWriter::acknowledge(&batch.header, &batch_id, at));
+        let affected = self.writer.run(statements).await?;
+        let (applied, skipped) = count_upserts(&affected, &upserts);
+        Ok(Applied {
+            applied,
+            skipped,
+            exceptions,
+            already_applied: false,
+        })
+    }
+
+    /// Record a batch that failed verification (it is not applied; the sender retries).
+    pub async fn record_exception(
+        &self,
+        batch_id: &str,
+        sender: &str,
+        stage: &str,
+        reason: &str,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        let _guard = self.writer.lock().await;
+        let id = self.writer.max("exceptions", "id").await? + 1;
+        self.writer
+            .run(vec![Statement::new(
+                "INSERT INTO exceptions (id, batch_id, sender, stage, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
+                vec![
+                    id.into(),
+                    batch_id.into(),
+                    sender.into(),
+                    stage.into(),
+                    reason.into(),
+                    at.into(),
+                ],
+            )])
+            .await?;
+        Ok(())
+    }
+
+    /// Exceptions, newest first; `open_only` leaves out resolved ones.
+    pub async fn exceptions(&self, open_only: bool) -> Result<Vec<FlowException>, StoreError> {
+        let sql = if open_only {
+            "SELECT id, batch_id, sender, stage, gid, reason, at, resolved_at FROM exceptions WHERE resolved_at IS NULL ORDER BY id DESC"
+        } else {
+            "SELECT id, batch_id, sender, stage, gid, reason, at, resolved_at FROM exceptions ORDER BY id DESC"
+        };
+        let rows = sqlx::query(sql).fetch_all(self.writer.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FlowException {
+                    id: r.try_get("id")?,
+                    batch_id: r.try_get("batch_id")?,
+                    sender: r.try_get("sender")?,
+                    stage: r.try_get("stage")?,
+                    gid: r.try_get("gid")?,
+                    reason: r.try_get("reason")?,
+                    at: r.try_get("at")?,
+                    resolved_at: r.try_get("resolved_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Retry the open mapping exceptions with `map`: records it now maps are upserted and their
+    /// exceptions resolved. Returns how many were resolved.
+    pub async fn retry_exceptions(
+        &self,
+        map: impl Fn(xy_exchange::FlowRecord) -> Mapped,
+        keys: &NodeKeys,
+        at: &str,
+        rng: &mut impl RngCore,
+    ) -> Result<u64, StoreError> {
+        let _guard = self.writer.lock().await;
+        let rows = sqlx::query(
+            "SELECT id, batch_id, record FROM exceptions WHERE stage = 'map' AND resolved_at IS NULL ORDER BY id",
+        )
+        .fetch_all(self.writer.pool())
+        .await?;
+        let mut seq = self.writer.max("records", "seq").await?;
+        let mut statements = Vec::new();
+        let mut resolved = 0;
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let batch_id: String = row.try_get("batch_id")?;
+            let bytes: Vec<u8> = row.try_get("record")?;
+            let Some(record) = xy_exchange::decode_records(&bytes)
+                .ok()
+                .and_then(|mut v| v.pop())
+            else {
+                continue;
+            };
+            let mapped = map(record);
+            if mapped.refused.is_some() {
+                continue;
+            }
+            let record = mapped.record;
+            seq += 1;
+            statements.push(Statement::new(
+                "INSERT INTO record_history (gid, version, category, status, payload, personal, lineage, batch_id, replaced_by_batch, replaced_at) \
+                 SELECT gid, version, category, status, payload, personal, lineage, batch_id, ?, ? FROM records WHERE gid = ? AND version < ?",
+                vec![batch_id.clone().into(), at.into(), record.gid.clone().into(), record.version.into()],
+            ));
+            statements.push(Statement::new(
+                upsert_sql!("records", "updated_at"),
+                upsert_params(&record, seq, &batch_id, at, keys, rng),
+            ));
+            statements.push(Statement::new(
+                "UPDATE exceptions SET resolved_at = ? WHERE id = ?",
+                vec![at.into(), id.into()],
+            ));
+            resolved += 1;
+        }
+        if !statements.is_empty() {
+            self.writer.run(statements).await?;
+        }
+        Ok(resolved)
+    }
+
+    /// Current records after `seq`, in order (the scenario extracts read this).
+    pub async fn records_after(&self, seq: i64, limit: i64) -> Result<Vec<HeldRecord>, StoreError> {
+        crate::flows::held_after(&self.writer, "records", None, seq, limit).await
+    }
+
+    /// The current record `gid`.
+    pub async fn record(&self, gid: &str) -> Result<Option<HeldRecord>, StoreError> {
+        crate::flows::held(&self.writer, "records", gid).await
+    }
+
+    /// Every replaced version of `gid`, oldest first: (version, status, lineage).
+    pub async fn history(&self, gid: &str) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let sql = self.writer.sql(
+            "SELECT version, status, lineage FROM record_history WHERE gid = ? ORDER BY version",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(gid.to_owned())
+            .fetch_all(self.writer.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("version")?,
+                    r.try_get("status")?,
+                    r.try_get("lineage")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Rows of `(gid, version, status, payload)` of every current record, sorted by gid, for
+    /// comparing two stores.
+    pub async fn digest(&self) -> Result<(i64, String), StoreError> {
+        crate::flows::table_digest(self.writer.pool(), "records").await
+    }
+}

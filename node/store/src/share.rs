@@ -1,0 +1,236 @@
+//! The collection store's side of the flows: its share feed (the records each data-log batch
+//! wrote, in log order), retraction at the origin, and the work orders the province sends back.
+
+use serde_json::json;
+use sqlx::Row;
+use xy_exchange::{Cursor, FlowRecord, SignedBatch, WorkOrder};
+
+use crate::collection::{RECORD_COLUMNS, stored_record};
+use crate::flows::{Applied, FlowWriter, Statement};
+use crate::{BatchSummary, CollectionStore, NewRecord, OutcomeCounts, StoreError, StoredRecord};
+
+/// A record of the share feed, with its position.
+#[derive(Debug, Clone)]
+pub struct FeedRecord {
+    /// Position in the feed: (data-log sequence of the batch that wrote it, record id).
+    pub cursor: Cursor,
+    /// The record.
+    pub record: StoredRecord,
+}
+
+/// A work order as the source node holds it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReceivedOrder {
+    /// The order.
+    #[serde(flatten)]
+    pub order: WorkOrder,
+    /// When it last changed here.
+    pub updated_at: String,
+}
+
+impl CollectionStore {
+    /// Up to `limit` records written after `after`, in feed order.
+    pub async fn share_feed(
+        &self,
+        after: Cursor,
+        limit: i64,
+    ) -> Result<Vec<FeedRecord>, StoreError> {
+        let columns: Vec<String> = RECORD_COLUMNS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect();
+        let sql = format!(
+            "SELECT l.seq AS log_seq, {} FROM records r JOIN data_log l ON l.batch_id = r.batch_id \
+             WHERE l.seq > $1 OR (l.seq = $1 AND r.id > $2) ORDER BY l.seq, r.id LIMIT $3",
+            columns.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after.major)
+            .bind(after.minor)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let record = stored_record(row)?;
+                Ok(FeedRecord {
+                    cursor: Cursor {
+                        major: row.try_get("log_seq")?,
+                        minor: record.id,
+                    },
+                    record,
+                })
+            })
+            .collect()
+    }
+
+    /// The feed position of the last record written (where a complete share ends).
+    pub async fn share_feed_end(&self) -> Result<Cursor, StoreError> {
+        let row = sqlx::query(
+            "SELECT l.seq AS log_seq, r.id AS id FROM records r JOIN data_log l ON l.batch_id = r.batch_id \
+             ORDER BY l.seq DESC, r.id DESC LIMIT 1",
+        )
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match row {
+            Some(r) => Cursor {
+                major: r.try_get("log_seq")?,
+                minor: r.try_get("id")?,
+            },
+            None => Cursor::START,
+        })
+    }
+
+    /// Retract record `id` at its origin: a new version with status `withdrawn` (the old one goes
+    /// to history) in a batch of its own, logged with the reason. The share feed carries it on as
+    /// a tombstone.
+    pub async fn retract(
+        &self,
+        id: i64,
+        reason: &str,
+        operator: &str,
+        batch_id: &str,
+        at: &str,
+    ) -> Result<StoredRecord, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("record {id}")))?;
+        let status: String = row.try_get("status")?;
+        if status == "withdrawn" {
+            return Err(StoreError::NotFound(format!(
+                "record {id} is already withdrawn"
+            )));
+        }
+        let payload: String = row.try_get("payload")?;
+        let record = NewRecord {
+            category: row.try_get("category")?,
+            key_hash: row.try_get("key_hash")?,
+            status: "withdrawn".into(),
+            source_unit: row.try_get("source_unit")?,
+            subject_code: row.try_get("subject_code")?,
+            subject_index: row.try_get("subject_index")?,
+            document_number: row.try_get("document_number")?,
+            decision_date: row.try_get("decision_date")?,
+            lag_days: row.try_get("lag_days")?,
+            content_hash: row.try_get("content_hash")?,
+            payload,
+            personal: row.try_get("personal")?,
+        };
+        let summary = BatchSummary {
+            batch_id: batch_id.to_owned(),
+            operator: operator.to_owned(),
+            source_unit: record.source_unit.clone(),
+            category: record.category.clone(),
+            source: format!("retraction of record {id}"),
+            counts: OutcomeCounts {
+                total: 1,
+                updated: 1,
+                ..OutcomeCounts::default()
+            },
+            detail: json!({"retract": id, "reason": reason}),
+        };
+        let mut writer = self.begin_batch().await?;
+        writer.supersede(id, batch_id, at, record).await?;
+        writer.commit(at, &summary).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(self.pool())
+        .await?;
+        stored_record(&row)
+    }
+
+    /// Apply a verified batch of work orders from the province, in one transaction with its
+    /// acknowledgement.
+    pub async fn apply_orders(
+        &self,
+        batch: &SignedBatch,
+        records: &[FlowRecord],
+        at: &str,
+    ) -> Result<Applied, StoreError> {
+        let writer = self.flow_writer();
+        let batch_id = batch.batch_id();
+        let _guard = writer.lock().await;
+        if writer.batch_applied(&batch_id).await? {
+            return Ok(Applied {
+                already_applied: true,
+                ..Applied::default()
+            });
+        }
+        let mut statements = Vec::with_capacity(records.len() + 2);
+        for record in records {
+            let order: WorkOrder = serde_json::from_str(&record.payload)
+                .map_err(|e| StoreError::Corrupt(format!("work order {}: {e}", record.gid)))?;
+            statements.push(Statement::new(
+                "INSERT INTO work_orders (id, gid, version, category, source_unit, document_number, faults, status, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                 faults = excluded.faults, updated_at = excluded.updated_at",
+                vec![
+                    order.id.into(),
+                    order.gid.clone().into(),
+                    order.version.into(),
+                    order.category.clone().into(),
+                    order.source_unit.clone().into(),
+                    order.document_number.clone().into(),
+                    serde_json::to_string(&order.faults).unwrap_or_default().into(),
+                    order.status.clone().into(),
+                    at.into(),
+                ],
+            ));
+        }
+        statements.extend(FlowWriter::acknowledge(&batch.header, &batch_id, at));
+        writer.run(statements).await?;
+        Ok(Applied {
+            applied: records.len() as u64,
+            ..Applied::default()
+        })
+    }
+
+    /// Work orders addressed to this node, newest first; `open_only` leaves out closed ones.
+    pub async fn work_orders(&self, open_only: bool) -> Result<Vec<ReceivedOrder>, StoreError> {
+        let sql = format!(
+            "SELECT id, gid, version, category, source_unit, document_number, faults, status, updated_at FROM work_orders {} ORDER BY id DESC",
+            if open_only {
+                "WHERE status = 'open'"
+            } else {
+                ""
+            }
+        );
+        let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                let faults: String = r.try_get("faults")?;
+                Ok(ReceivedOrder {
+                    order: WorkOrder {
+                        id: r.try_get("id")?,
+                        gid: r.try_get("gid")?,
+                        version: r.try_get("version")?,
+                        category: r.try_get("category")?,
+                        source_unit: r.try_get("source_unit")?,
+                        document_number: r.try_get("document_number")?,
+                        faults: serde_json::from_str(&faults)
+                            .map_err(|e| StoreError::Corrupt(format!("work order faults: {e}")))?,
+                        status: r.try_get("status")?,
+                    },
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The current record `id` with its key hash (to open its personal fields).
+    pub async fn record(&self, id: i64) -> Result<Option<StoredRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(stored_record).transpose()
+    }
+}
