@@ -37,27 +37,7 @@ pub(crate) async fn sqlite_node(dir: &Path) -> (NodeStores, Ingestor) {
 /// The PostgreSQL URL of the throwaway cluster started by `scripts/test.sh`, with a fresh database
 /// created for the calling test.
 pub(crate) async fn postgres_database(name: &str) -> String {
-    let base = std::env::var("XY_TEST_PG_URL").expect(
-        "XY_TEST_PG_URL is not set: run the test suite with scripts/test.sh, which starts a throwaway PostgreSQL",
-    );
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&base)
-        .await
-        .expect("connect to PostgreSQL");
-    let db = format!("xy_{name}_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let (prefix, _) = base.rsplit_once('/').expect("URL has a database part");
-    format!("{prefix}/{db}")
+    xy_store::testing::postgres_database(name).await.unwrap()
 }
 
 /// Parse a JSON-lines report.

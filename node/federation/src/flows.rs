@@ -23,7 +23,9 @@ use xy_policy::PolicySet;
 use xy_shangmi::sm2::Sm2SecretKey;
 use xy_store::flows::extend_lineage;
 use xy_store::{Applied, HeldRecord, Mapped, NodeKeys, NodeStores, Theme};
-use xy_transport::{BulkReceiver, PeerConnection, TransportError};
+use xy_transport::{
+    BulkReceiver, Channel, ChannelReceiver, ChannelSender, PeerConnection, TransportError,
+};
 
 use crate::FederationError;
 use crate::governance::{GovernancePolicy, ScenarioDefinition};
@@ -31,6 +33,10 @@ use crate::message::{decode, encode};
 
 /// The bulk transfer carrying one batch.
 pub const FLOW_BATCH: &[u8] = b"flow.batch";
+/// The channel of a push session.
+pub const FLOW_PUSH: &[u8] = b"flow.push";
+/// Batches a sender keeps in flight on a push session.
+pub const PUSH_WINDOW: usize = 2;
 /// Records per batch by default.
 pub const DEFAULT_BATCH_ROWS: usize = 5_000;
 /// Largest batch a receiver reads.
@@ -277,6 +283,20 @@ impl FlowNode {
         peer: &PeerIdentity,
         bytes: &[u8],
     ) -> Result<Applied, FederationError> {
+        let prepared = self.prepare(peer, bytes).await?;
+        let expected = self
+            .cursor(prepared.batch.header.flow, &peer.jurisdiction)
+            .await?;
+        self.commit(peer, prepared, expected).await
+    }
+
+    /// Decode, authorise, verify and map a batch (the work that needs no store write). A batch
+    /// that fails verification is recorded as an exception of the return flow.
+    async fn prepare(
+        &self,
+        peer: &PeerIdentity,
+        bytes: &[u8],
+    ) -> Result<Prepared, FederationError> {
         let batch = SignedBatch::decode(bytes)?;
         let flow = batch.header.flow;
         self.authorise(peer, flow)?;
@@ -308,7 +328,36 @@ impl FlowNode {
                 return Err(e.into());
             }
         };
-        let expected = self.cursor(flow, &peer.jurisdiction).await?;
+        let records = match flow {
+            Flow::Return => Records::Mapped(
+                records
+                    .into_iter()
+                    .map(|r| self.map_returned(r, &batch_id, &peer.jurisdiction, &at))
+                    .collect(),
+            ),
+            _ => Records::Plain(records),
+        };
+        Ok(Prepared {
+            batch,
+            batch_id,
+            records,
+        })
+    }
+
+    /// Apply a prepared batch if it continues at `expected` (the receiver's cursor); a batch
+    /// applied before is acknowledged again without a change.
+    async fn commit(
+        &self,
+        peer: &PeerIdentity,
+        prepared: Prepared,
+        expected: Cursor,
+    ) -> Result<Applied, FederationError> {
+        let Prepared {
+            batch,
+            batch_id,
+            records,
+        } = prepared;
+        let flow = batch.header.flow;
         if batch.header.after != expected {
             let applied = match flow {
                 Flow::Share => {
@@ -332,9 +381,10 @@ impl FlowNode {
                 got: batch.header.after,
             });
         }
+        let (at, _) = (self.clock)();
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
-        let applied = match flow {
-            Flow::Share => {
+        let applied = match (flow, records) {
+            (Flow::Share, Records::Plain(records)) => {
                 let province = self.stores.province().await?;
                 let applied = province
                     .apply_share_batch(&batch, records, &self.keys, &at, &mut rng)
@@ -342,11 +392,7 @@ impl FlowNode {
                 self.governance_due.notify_one();
                 applied
             }
-            Flow::Return => {
-                let mapped = records
-                    .into_iter()
-                    .map(|r| self.map_returned(r, &batch_id, &peer.jurisdiction, &at))
-                    .collect();
+            (Flow::Return, Records::Mapped(mapped)) => {
                 let applied = self
                     .stores
                     .return_flow
@@ -355,11 +401,16 @@ impl FlowNode {
                 self.scenarios_due.notify_one();
                 applied
             }
-            Flow::Orders => {
+            (Flow::Orders, Records::Plain(records)) => {
                 self.stores
                     .collection
                     .apply_orders(&batch, &records, &at)
                     .await?
+            }
+            _ => {
+                return Err(FederationError::Malformed(
+                    "records prepared for another flow".into(),
+                ));
             }
         };
         tracing::info!(
@@ -374,6 +425,82 @@ impl FlowNode {
         Ok(applied)
     }
 
+    /// Serve a push session (`flow.push`): answer the cursor, then read, verify and map each
+    /// batch while the previous one is written, acknowledging every batch once it is applied.
+    pub async fn serve_push(
+        self: Arc<Self>,
+        peer: PeerIdentity,
+        channel: Channel,
+    ) -> Result<(), FederationError> {
+        let Channel {
+            sender: mut out,
+            receiver: mut incoming,
+        } = channel;
+        let hello = incoming.recv().await?.ok_or_else(|| {
+            FederationError::Malformed("push session ended before its hello".into())
+        })?;
+        let (hello, _) = decode::<CursorRequest>(&hello)?;
+        let answer = self.request(&peer, encode(&hello, &[])?).await;
+        let start = match &answer {
+            Ok(bytes) => decode::<CursorResponse>(bytes)?.0.after,
+            Err(e) => {
+                let _ = out.send(&encode(&PushAck::error(e), &[])?).await;
+                let _ = out.finish();
+                return Err(FederationError::Unauthorized(e.to_string()));
+            }
+        };
+        out.send(&answer?).await?;
+        let (prepared_tx, mut prepared_rx) =
+            tokio::sync::mpsc::channel::<Result<Prepared, FederationError>>(1);
+        let node = Arc::clone(&self);
+        let who = peer.clone();
+        let applier = tokio::spawn(async move {
+            let mut expected = start;
+            while let Some(prepared) = prepared_rx.recv().await {
+                let through = prepared.as_ref().ok().map(|p| p.batch.header.through);
+                let result = match prepared {
+                    Ok(p) => node.commit(&who, p, expected).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(applied) => {
+                        if let Some(through) = through {
+                            expected = through;
+                        }
+                        out.send(&encode(&PushAck::applied(expected, applied), &[])?)
+                            .await?;
+                    }
+                    Err(e) => {
+                        let _ = out.send(&encode(&PushAck::error(&e), &[])?).await;
+                        let _ = out.finish();
+                        return Err(e);
+                    }
+                }
+            }
+            out.finish()?;
+            Ok::<(), FederationError>(())
+        });
+        loop {
+            let bytes = match read_batch(&mut incoming).await {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = prepared_tx.send(Err(e)).await;
+                    break;
+                }
+            };
+            let prepared = self.prepare(&peer, &bytes).await;
+            let failed = prepared.is_err();
+            if prepared_tx.send(prepared).await.is_err() || failed {
+                break;
+            }
+        }
+        drop(prepared_tx);
+        applier
+            .await
+            .map_err(|e| FederationError::Malformed(format!("push session task: {e}")))?
+    }
+
     /// Map a returned record for this node: its category must be one this node knows, its
     /// fields JSON objects. The return stage joins its lineage.
     fn map_returned(
@@ -386,8 +513,10 @@ impl FlowNode {
         if let Err(e) = self.policies.category(&record.category) {
             return Mapped::refused(record, format!("映射失败：{e}"));
         }
-        let is_object =
-            |s: &str| serde_json::from_str::<serde_json::Value>(s).is_ok_and(|v| v.is_object());
+        let is_object = |s: &str| {
+            s.trim_start().starts_with('{')
+                && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
+        };
         if !is_object(&record.payload) {
             return Mapped::refused(record, "映射失败：字段内容不是JSON对象".into());
         }
@@ -537,22 +666,40 @@ impl FlowNode {
         Ok(self.build(flow, receiver, after).await?.map(|o| o.batch))
     }
 
-    /// Push everything of `flow` the receiver behind `connection` has not applied yet.
+    /// Push everything of `flow` the receiver behind `connection` has not applied yet, over one
+    /// push session: up to [`PUSH_WINDOW`] batches in flight, the next built while the current
+    /// is sent.
     pub async fn push(
         &self,
         connection: &PeerConnection,
         flow: Flow,
     ) -> Result<PushReport, FederationError> {
         let receiver = connection.peer().jurisdiction.clone();
-        let request = encode(
+        let Channel {
+            sender: mut out,
+            receiver: mut acks,
+        } = connection.open_channel(FLOW_PUSH).await?;
+        out.send(&encode(
             &CursorRequest {
                 op: "flow.cursor".into(),
                 flow,
             },
             &[],
-        )?;
-        let answer = connection.request(&request).await?;
-        let (answer, _) = decode::<CursorResponse>(&answer)?;
+        )?)
+        .await?;
+        let hello = acks
+            .recv()
+            .await?
+            .ok_or_else(|| FederationError::Malformed("the receiver ended the session".into()))?;
+        let answer = match decode::<CursorResponse>(&hello) {
+            Ok((answer, _)) => answer,
+            Err(_) => {
+                let (ack, _) = decode::<PushAck>(&hello)?;
+                return Err(self
+                    .refused(&receiver, flow, ack.error.unwrap_or_default())
+                    .await);
+            }
+        };
         if answer.open_exceptions > 0 && self.is_province() {
             let (at, _) = (self.clock)();
             self.stores
@@ -570,32 +717,50 @@ impl FlowNode {
             through: answer.after,
             ..PushReport::default()
         };
+        let mut in_flight: std::collections::VecDeque<u64> = Default::default();
         let mut next = self.build(flow, &receiver, answer.after).await?;
-        while let Some(outgoing) = next {
-            let through = outgoing.batch.header.through;
-            // Send this batch while the next one is read and signed.
-            let send = send_batch(connection, &outgoing.batch);
-            let build = self.build(flow, &receiver, through);
-            let (sent, built) = tokio::join!(send, build);
-            if let Err(e) = sent {
-                if self.is_province()
-                    && let FederationError::Transport(TransportError::Refused(reason)) = &e
-                {
-                    let (at, _) = (self.clock)();
-                    self.stores
-                        .province()
-                        .await?
-                        .record_sent_exception(&receiver, flow.as_str(), reason, &at)
-                        .await?;
+        loop {
+            while in_flight.len() >= PUSH_WINDOW || (next.is_none() && !in_flight.is_empty()) {
+                let message = acks.recv().await?.ok_or_else(|| {
+                    FederationError::Malformed("the receiver ended the session early".into())
+                })?;
+                let (ack, _) = decode::<PushAck>(&message)?;
+                if let Some(reason) = ack.error {
+                    return Err(self.refused(&receiver, flow, reason).await);
                 }
-                return Err(e);
+                report.batches += 1;
+                report.records += in_flight.pop_front().unwrap_or(0);
+                if let Some(through) = ack.through {
+                    report.through = through;
+                }
             }
-            report.batches += 1;
-            report.records += outgoing.records;
-            report.through = through;
+            let Some(outgoing) = next.take() else { break };
+            let through = outgoing.batch.header.through;
+            let (sent, built) = tokio::join!(
+                send_batch(&mut out, &outgoing.batch),
+                self.build(flow, &receiver, through)
+            );
+            sent?;
+            in_flight.push_back(outgoing.records);
             next = built?;
         }
+        out.finish()?;
         Ok(report)
+    }
+
+    /// A refusal by the receiver: recorded on the province as a sent exception.
+    async fn refused(&self, receiver: &str, flow: Flow, reason: String) -> FederationError {
+        if self.is_province() {
+            let (at, _) = (self.clock)();
+            if let Ok(province) = self.stores.province().await
+                && let Err(e) = province
+                    .record_sent_exception(receiver, flow.as_str(), &reason, &at)
+                    .await
+            {
+                tracing::warn!(error = %e, "recording a refused batch failed");
+            }
+        }
+        FederationError::Transport(TransportError::Refused(reason))
     }
 
     // ---- governance and scenarios -----------------------------------------------------------
@@ -751,14 +916,86 @@ fn order_record(order: &WorkOrder, seq: i64) -> FlowRecord {
     }
 }
 
-async fn send_batch(
-    connection: &PeerConnection,
-    batch: &SignedBatch,
-) -> Result<(), FederationError> {
+/// Send one batch on a push session: its length, then its bytes in messages of at most
+/// [`SEND_CHUNK`].
+async fn send_batch(out: &mut ChannelSender, batch: &SignedBatch) -> Result<(), FederationError> {
     let prefix = batch.encode_prefix();
-    let chunks = std::iter::once(prefix).chain(batch.body.chunks(SEND_CHUNK).map(<[u8]>::to_vec));
-    connection.send_bulk(FLOW_BATCH, chunks).await?;
+    let total = (prefix.len() + batch.body.len()) as u64;
+    out.send(&total.to_be_bytes()).await?;
+    for part in prefix
+        .chunks(SEND_CHUNK)
+        .chain(batch.body.chunks(SEND_CHUNK))
+    {
+        out.send(part).await?;
+    }
     Ok(())
+}
+
+/// Read one batch of a push session; `None` when the sender ended the session.
+async fn read_batch(incoming: &mut ChannelReceiver) -> Result<Option<Vec<u8>>, FederationError> {
+    let Some(length) = incoming.recv().await? else {
+        return Ok(None);
+    };
+    let length: [u8; 8] = length
+        .as_slice()
+        .try_into()
+        .map_err(|_| FederationError::Malformed("batch length is not 8 bytes".into()))?;
+    let length = u64::from_be_bytes(length);
+    if length > MAX_BATCH_BYTES {
+        return Err(FederationError::Malformed(format!(
+            "batch of {length} bytes (at most {MAX_BATCH_BYTES})"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(length as usize);
+    while (bytes.len() as u64) < length {
+        let part = incoming.recv().await?.ok_or_else(|| {
+            FederationError::Malformed("push session ended inside a batch".into())
+        })?;
+        if bytes.len() as u64 + part.len() as u64 > length {
+            return Err(FederationError::Malformed(
+                "batch longer than announced".into(),
+            ));
+        }
+        bytes.extend_from_slice(&part);
+    }
+    Ok(Some(bytes))
+}
+
+/// A batch read, verified and mapped, waiting to be written.
+struct Prepared {
+    batch: SignedBatch,
+    batch_id: String,
+    records: Records,
+}
+
+enum Records {
+    Plain(Vec<FlowRecord>),
+    Mapped(Vec<Mapped>),
+}
+
+/// The receiver's answer to one batch of a push session.
+#[derive(Serialize, Deserialize)]
+struct PushAck {
+    through: Option<Cursor>,
+    applied: Option<Applied>,
+    error: Option<String>,
+}
+
+impl PushAck {
+    fn applied(through: Cursor, applied: Applied) -> Self {
+        Self {
+            through: Some(through),
+            applied: Some(applied),
+            error: None,
+        }
+    }
+    fn error(e: &impl std::fmt::Display) -> Self {
+        Self {
+            through: None,
+            applied: None,
+            error: Some(e.to_string()),
+        }
+    }
 }
 
 /// The receiving side as a handler fragment (routed by `NodeServices`).
@@ -769,6 +1006,14 @@ impl FlowService {
     pub async fn request(&self, peer: &PeerIdentity, payload: Vec<u8>) -> Result<Vec<u8>, String> {
         self.0
             .request(peer, payload)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Serve a `flow.push` session.
+    pub async fn channel(&self, peer: &PeerIdentity, channel: Channel) -> Result<(), String> {
+        Arc::clone(&self.0)
+            .serve_push(peer.clone(), channel)
             .await
             .map_err(|e| e.to_string())
     }

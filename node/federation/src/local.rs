@@ -64,8 +64,8 @@ pub fn member_credentials(
 }
 
 impl LocalNode {
-    /// Start `member` with its stores under `dir`, serving the flows on loopback. `themes` are
-    /// the province's theme stores (empty on a prefecture).
+    /// Start `member` with its SQLite stores under `dir`, serving the flows on loopback.
+    /// `themes` are the province's theme stores (empty on a prefecture).
     pub async fn start(
         layout: &PkiLayout,
         member: &str,
@@ -73,11 +73,24 @@ impl LocalNode {
         themes: Vec<Theme>,
         clock: Clock,
     ) -> Result<Self, FederationError> {
+        let location = StoreLocation::Sqlite(dir.join("stores"));
+        Self::start_at(layout, member, dir, location, themes, clock).await
+    }
+
+    /// As [`LocalNode::start`], with the stores at `location` (PostgreSQL for production).
+    pub async fn start_at(
+        layout: &PkiLayout,
+        member: &str,
+        dir: &Path,
+        location: StoreLocation,
+        themes: Vec<Theme>,
+        clock: Clock,
+    ) -> Result<Self, FederationError> {
         let credentials = member_credentials(layout, member)?;
         let identity = credentials.identity().cloned().ok_or_else(|| {
             FederationError::Unauthorized(format!("{member}'s certificate names no jurisdiction"))
         })?;
-        let stores = NodeStores::open(StoreLocation::Sqlite(dir.join("stores"))).await?;
+        let stores = NodeStores::open(location).await?;
         let keys = NodeKeys::load_or_create(dir)?;
         let policies =
             Arc::new(PolicySet::builtin().map_err(|e| FederationError::Policy(e.to_string()))?);

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use xy_gmtls::pki::PeerIdentity;
-use xy_transport::{BulkReceiver, Handler};
+use xy_transport::{BulkReceiver, Channel, Handler};
 
 use crate::message::decode;
 use crate::{FlowService, PrivateQueryService, ScoringService};
@@ -52,6 +52,21 @@ impl Handler for NodeServices {
             (_, Some(flows)) if name == crate::flows::FLOW_BATCH => flows.bulk(peer, body).await,
             _ => Err(format!(
                 "this node takes no transfer {:?}",
+                String::from_utf8_lossy(&name)
+            )),
+        }
+    }
+
+    async fn channel(
+        &self,
+        peer: &PeerIdentity,
+        name: Vec<u8>,
+        channel: Channel,
+    ) -> Result<(), String> {
+        match &self.flows {
+            Some(flows) if name == crate::flows::FLOW_PUSH => flows.channel(peer, channel).await,
+            _ => Err(format!(
+                "no channel {:?} on this node",
                 String::from_utf8_lossy(&name)
             )),
         }

@@ -15,6 +15,7 @@ use xy_exchange::{Cursor, Flow};
 use xy_federation::flows::Clock;
 use xy_federation::local::{LocalNode, default_themes};
 use xy_ingest::IngestOptions;
+use xy_store::StoreLocation;
 use xy_synth::{CsvEncoding, Defect, Generator, Kind, SynthConfig};
 use xy_transport::devpki::{self, PkiLayout};
 
@@ -82,15 +83,43 @@ fn column(headers: &[&str], name: &str) -> usize {
     headers.iter().position(|h| *h == name).unwrap()
 }
 
-async fn start(layout: &PkiLayout, root: &Path) -> (LocalNode, LocalNode, LocalNode) {
+/// The three nodes; with `postgres`, the province and Chengdu keep their stores in PostgreSQL.
+async fn start(
+    layout: &PkiLayout,
+    root: &Path,
+    postgres: bool,
+) -> (LocalNode, LocalNode, LocalNode) {
     let policies = xy_policy::PolicySet::builtin().unwrap();
     let themes = default_themes(&["510100", "510700"], &policies);
-    let province = LocalNode::start(layout, "province", &root.join("province"), themes, clock())
-        .await
-        .unwrap();
-    let chengdu = LocalNode::start(layout, "chengdu", &root.join("chengdu"), vec![], clock())
-        .await
-        .unwrap();
+    let location = |member: &'static str| async move {
+        if postgres {
+            let name = format!("flows_{member}");
+            let url = xy_store::testing::postgres_database(&name).await.unwrap();
+            StoreLocation::Postgres(url)
+        } else {
+            StoreLocation::Sqlite(root.join(member).join("stores"))
+        }
+    };
+    let province = LocalNode::start_at(
+        layout,
+        "province",
+        &root.join("province"),
+        location("province").await,
+        themes,
+        clock(),
+    )
+    .await
+    .unwrap();
+    let chengdu = LocalNode::start_at(
+        layout,
+        "chengdu",
+        &root.join("chengdu"),
+        location("chengdu").await,
+        vec![],
+        clock(),
+    )
+    .await
+    .unwrap();
     let mianyang = LocalNode::start(layout, "mianyang", &root.join("mianyang"), vec![], clock())
         .await
         .unwrap();
@@ -113,9 +142,18 @@ async fn round(province: &LocalNode, prefectures: [&LocalNode; 2]) -> xy_store::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_go_up_are_governed_come_back_and_reach_the_scenarios() {
+    the_whole_loop(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_runs_the_same_with_postgresql_stores() {
+    the_whole_loop(true).await;
+}
+
+async fn the_whole_loop(postgres: bool) {
     let root = tempfile::tempdir().unwrap();
     let layout = devpki::init(&root.path().join("pki"), false, devpki::unix_now()).unwrap();
-    let (province, chengdu, mianyang) = start(&layout, root.path()).await;
+    let (province, chengdu, mianyang) = start(&layout, root.path(), postgres).await;
     let chengdu_unit = uscc("11510100MB0000011");
     let mianyang_unit = uscc("11510700MB0000022");
 

@@ -40,7 +40,7 @@ impl StoreLocation {
     }
 }
 
-fn install_drivers() {
+pub(crate) fn install_drivers() {
     static ONCE: Once = Once::new();
     ONCE.call_once(sqlx::any::install_default_drivers);
 }

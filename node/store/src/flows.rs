@@ -69,6 +69,9 @@ pub struct FlowWriter {
     backend: Backend,
     sqlite_file: Option<PathBuf>,
     lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// A read connection to the SQLite file, opened on first use (feeds read through it: sqlx's
+    /// per-row overhead was a third of a return-flow sender's time).
+    reader: std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
 }
 
 fn postgres_sql(sql: &str) -> String {
@@ -93,7 +96,41 @@ impl FlowWriter {
             backend,
             sqlite_file,
             lock: Default::default(),
+            reader: Default::default(),
         }
+    }
+
+    /// Run `read` on this store's native SQLite read connection (on a blocking thread); `None`
+    /// on PostgreSQL, where callers read through sqlx.
+    pub(crate) async fn read_native<R, F>(&self, read: F) -> Option<Result<R, StoreError>>
+    where
+        R: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let path = self.sqlite_file.clone()?;
+        let reader = std::sync::Arc::clone(&self.reader);
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut slot = reader
+                .lock()
+                .map_err(|_| StoreError::Corrupt("sqlite reader poisoned".into()))?;
+            if slot.is_none() {
+                let conn = rusqlite::Connection::open_with_flags(
+                    &path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(sqlite_error)?;
+                conn.busy_timeout(std::time::Duration::from_secs(30))
+                    .map_err(sqlite_error)?;
+                *slot = Some(conn);
+            }
+            match slot.as_ref() {
+                Some(conn) => read(conn),
+                None => Err(StoreError::Corrupt("sqlite reader missing".into())),
+            }
+        })
+        .await;
+        Some(joined.unwrap_or_else(|e| Err(StoreError::Corrupt(format!("sqlite reader: {e}")))))
     }
 
     /// The pool, for reads.
@@ -121,12 +158,12 @@ impl FlowWriter {
                 let result = writer
                     .call(move |c| {
                         let mut affected = Vec::with_capacity(statements.len());
-                        for st in &statements {
+                        for st in statements {
                             let mut prepared = c.prepare_cached(st.sql).map_err(sqlite_error)?;
-                            let params = st.params.iter().map(|p| match p {
-                                Param::Text(t) => rusqlite::types::Value::from(t.clone()),
-                                Param::Int(i) => rusqlite::types::Value::from(*i),
-                                Param::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+                            let params = st.params.into_iter().map(|p| match p {
+                                Param::Text(t) => rusqlite::types::Value::from(t),
+                                Param::Int(i) => rusqlite::types::Value::from(i),
+                                Param::Blob(b) => rusqlite::types::Value::Blob(b),
                             });
                             let n = prepared
                                 .execute(rusqlite::params_from_iter(params))
@@ -317,8 +354,24 @@ pub fn open_personal(
     Ok((personal, id))
 }
 
-/// Add `stage` (a JSON object) to a lineage under `key`, keeping what was there.
+/// Add `stage` to a lineage (a JSON object) under `key`, keeping what was there. A new key is
+/// appended to the text (lineages travel with every record, so this runs for every row); a key
+/// already present is replaced through a parse.
 pub fn extend_lineage(lineage: &str, key: &str, stage: Json) -> String {
+    let text = lineage.trim();
+    let fresh = text.starts_with('{')
+        && text.ends_with('}')
+        && !text.contains(&format!("\"{key}\":"))
+        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+    if fresh {
+        let inner = text[1..text.len() - 1].trim();
+        let key = Json::String(key.to_owned());
+        return if inner.is_empty() {
+            format!("{{{key}:{stage}}}")
+        } else {
+            format!("{{{inner},{key}:{stage}}}")
+        };
+    }
     let mut value: Json = serde_json::from_str(lineage).unwrap_or_else(|_| serde_json::json!({}));
     if !value.is_object() {
         value = serde_json::json!({});
@@ -418,6 +471,41 @@ pub async fn held_after(
             HeldRecord::COLUMNS
         ),
     };
+    let native_sql = sql.clone();
+    let native_theme = theme.map(str::to_owned);
+    let native = writer
+        .read_native(move |c| {
+            let mut st = c.prepare_cached(&native_sql).map_err(sqlite_error)?;
+            let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(3);
+            if let Some(theme) = native_theme {
+                params.push(theme.into());
+            }
+            params.push(after.into());
+            params.push(limit.into());
+            let rows = st
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    Ok(HeldRecord {
+                        gid: r.get(0)?,
+                        seq: r.get(1)?,
+                        version: r.get(2)?,
+                        category: r.get(3)?,
+                        status: r.get(4)?,
+                        source_unit: r.get(5)?,
+                        subject_code: r.get(6)?,
+                        document_number: r.get(7)?,
+                        decision_date: r.get(8)?,
+                        payload: r.get(9)?,
+                        personal: r.get(10)?,
+                        lineage: r.get(11)?,
+                    })
+                })
+                .map_err(sqlite_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sqlite_error)
+        })
+        .await;
+    if let Some(rows) = native {
+        return rows;
+    }
     let sql = writer.sql(&sql);
     let mut q = sqlx::query(&sql);
     if let Some(theme) = theme {
@@ -445,7 +533,7 @@ pub async fn held(
 }
 
 /// What applying a batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Applied {
     /// Records written (new, or a newer version).
     pub applied: u64,
@@ -569,4 +657,28 @@ pub async fn table_digest(pool: &AnyPool, table: &str) -> Result<(i64, String), 
         n += 1;
     }
     Ok((n, xy_exchange::hex(&hasher.finish())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lineage_grows_by_stage_and_stays_json() {
+        let l = extend_lineage("{}", "origin", serde_json::json!({"node": "510100"}));
+        let l = extend_lineage(&l, "share", serde_json::json!({"batch": "b\"1"}));
+        let v: Json = serde_json::from_str(&l).unwrap();
+        assert_eq!(v["origin"]["node"], "510100");
+        assert_eq!(v["share"]["batch"], "b\"1");
+        // A stage seen again replaces the old one; a broken lineage restarts.
+        let l = extend_lineage(&l, "share", serde_json::json!(2));
+        let v: Json = serde_json::from_str(&l).unwrap();
+        assert_eq!(
+            (v["share"].clone(), v["origin"]["node"].clone()),
+            (serde_json::json!(2), serde_json::json!("510100"))
+        );
+        let v: Json =
+            serde_json::from_str(&extend_lineage("{\"a\":", "x", serde_json::json!(1))).unwrap();
+        assert_eq!(v, serde_json::json!({"x": 1}));
+    }
 }

@@ -186,3 +186,37 @@ impl NodeStores {
         self.return_flow.pool().close().await;
     }
 }
+
+/// Support for the PostgreSQL tests of every crate.
+pub mod testing {
+    use crate::StoreError;
+
+    /// A fresh database on the throwaway PostgreSQL cluster that `scripts/test.sh` starts and
+    /// names in `XY_TEST_PG_URL`; its URL. Named after `name` and the process, so concurrent
+    /// test binaries never share one.
+    pub async fn postgres_database(name: &str) -> Result<String, StoreError> {
+        let base = std::env::var("XY_TEST_PG_URL").map_err(|_| {
+            StoreError::NotFound(
+                "XY_TEST_PG_URL is not set: run the test suite with scripts/test.sh, which starts a throwaway PostgreSQL"
+                    .into(),
+            )
+        })?;
+        crate::db::install_drivers();
+        let admin = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&base)
+            .await?;
+        let db = format!("xy_{name}_{}", std::process::id());
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
+            .execute(&admin)
+            .await?;
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        let (prefix, _) = base
+            .rsplit_once('/')
+            .ok_or_else(|| StoreError::NotFound(format!("{base}: no database part")))?;
+        Ok(format!("{prefix}/{db}"))
+    }
+}

@@ -47,6 +47,8 @@ const MAX_HEADER: usize = 64 * 1024;
 /// Largest certificate.
 const MAX_CERT: usize = 16 * 1024;
 const MAGIC: &[u8; 4] = b"XYB1";
+/// The body encoding of this version.
+const ENCODING: &str = "lz4";
 const SIGNING_CONTEXT: &[u8] = b"xinyong/exchange/v1/batch";
 const FILE_CONTEXT: &[u8] = b"xinyong/exchange/v1/file";
 
@@ -171,6 +173,9 @@ pub struct BatchHeader {
     pub through: Cursor,
     /// Records in the body.
     pub rows: u64,
+    /// How the body is encoded: `lz4` (the records' encoding compressed as an LZ4 block after
+    /// its length, `u32` big-endian).
+    pub encoding: String,
     /// SM3 of the body, hex.
     pub digest: String,
     /// When the sender built the batch (Unix seconds).
@@ -240,7 +245,10 @@ pub fn sign_batch(
             records.len()
         )));
     }
-    let body = encode_records(records)?;
+    let plain = encode_records(records)?;
+    let mut body = Vec::with_capacity(plain.len() / 2);
+    body.extend_from_slice(&(plain.len() as u32).to_be_bytes());
+    body.extend_from_slice(&lz4_flex::block::compress(&plain));
     let header = BatchHeader {
         flow,
         sender: signer.jurisdiction.to_owned(),
@@ -248,6 +256,7 @@ pub fn sign_batch(
         after,
         through,
         rows: records.len() as u64,
+        encoding: ENCODING.to_owned(),
         digest: hex(&xy_shangmi::sm3(&body)),
         created_at,
     };
@@ -380,7 +389,13 @@ impl SignedBatch {
                 self.header.digest
             )));
         }
-        let records = decode_records(&self.body)?;
+        if self.header.encoding != ENCODING {
+            return Err(ExchangeError::Malformed(format!(
+                "body encoding {:?} (this node reads {ENCODING})",
+                self.header.encoding
+            )));
+        }
+        let records = decode_records(&decompress_body(&self.body)?)?;
         if records.len() as u64 != self.header.rows {
             return Err(fail(format!(
                 "{} records in the body, {} signed",
@@ -396,6 +411,30 @@ impl SignedBatch {
         }
         Ok(records)
     }
+}
+
+/// Undo the body's compression, refusing a declared size above [`MAX_BODY`] before allocating.
+fn decompress_body(body: &[u8]) -> Result<Vec<u8>, ExchangeError> {
+    let Some((length, block)) = body.split_first_chunk::<4>() else {
+        return Err(ExchangeError::Malformed(
+            "body shorter than its length".into(),
+        ));
+    };
+    let length = u32::from_be_bytes(*length) as usize;
+    if length > MAX_BODY {
+        return Err(ExchangeError::TooLarge(format!(
+            "records of {length} bytes"
+        )));
+    }
+    let plain = lz4_flex::block::decompress(block, length)
+        .map_err(|e| ExchangeError::Malformed(format!("body: {e}")))?;
+    if plain.len() != length {
+        return Err(ExchangeError::Malformed(format!(
+            "body holds {} bytes of records, {length} declared",
+            plain.len()
+        )));
+    }
+    Ok(plain)
 }
 
 /// Seal a batch as a file for offline transfer (file sharing mode): SM2 key agreement to the

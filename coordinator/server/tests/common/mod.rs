@@ -93,25 +93,5 @@ pub(crate) async fn enrol(
 
 /// A fresh database on the throwaway PostgreSQL cluster of `scripts/test.sh`.
 pub(crate) async fn postgres_database(name: &str) -> String {
-    let base = std::env::var("XY_TEST_PG_URL").expect(
-        "XY_TEST_PG_URL is not set: run the test suite with scripts/test.sh, which starts a throwaway PostgreSQL",
-    );
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&base)
-        .await
-        .expect("connect to PostgreSQL");
-    let db = format!("xy_{name}_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let (prefix, _) = base.rsplit_once('/').expect("URL has a database part");
-    format!("{prefix}/{db}")
+    xy_store::testing::postgres_database(name).await.unwrap()
 }
