@@ -316,13 +316,7 @@ impl FlowNode {
                 if flow == Flow::Return {
                     self.stores
                         .return_flow
-                        .record_exception(
-                            &batch_id,
-                            &peer.jurisdiction,
-                            "verify",
-                            &e.to_string(),
-                            &at,
-                        )
+                        .record_exception(&batch_id, &peer.jurisdiction, &e.to_string(), bytes, &at)
                         .await?;
                 }
                 return Err(e.into());
@@ -548,7 +542,7 @@ impl FlowNode {
                 let mut records = Vec::with_capacity(feed.len());
                 for item in feed {
                     through = item.cursor;
-                    records.push(self.shared_record(item.record)?);
+                    records.push(self.shared_record(item)?);
                 }
                 records
             }
@@ -587,10 +581,10 @@ impl FlowNode {
 
     /// A collection-store record in its travelling form: personal fields opened, the subject's
     /// identity number named, lineage started.
-    fn shared_record(&self, record: xy_store::StoredRecord) -> Result<FlowRecord, FederationError> {
-        let personal = match (&record.personal, &record.key_hash) {
-            (Some(sealed), Some(key_hash)) => {
-                let plain = self.keys.open(key_hash.as_bytes(), sealed)?;
+    fn shared_record(&self, record: xy_store::FeedRecord) -> Result<FlowRecord, FederationError> {
+        let personal = match &record.personal {
+            Some(sealed) => {
+                let plain = self.keys.open(record.key_hash.as_bytes(), sealed)?;
                 Some(String::from_utf8(plain).map_err(|_| {
                     FederationError::Malformed(format!("personal fields of record {}", record.id))
                 })?)
@@ -626,7 +620,7 @@ impl FlowNode {
             subject_id,
             document_number: record.document_number,
             decision_date: record.decision_date,
-            payload: record.payload.to_string(),
+            payload: record.payload,
             personal,
             lineage: lineage.to_string(),
         })

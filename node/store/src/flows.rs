@@ -62,6 +62,9 @@ impl Statement {
     }
 }
 
+/// Write-ahead log size past which a flow write is followed by a checkpoint.
+const WAL_CHECKPOINT_BYTES: u64 = 128 << 20;
+
 /// Where a flow store's writes go: the SQLite file (native writer) or the pool (PostgreSQL).
 #[derive(Clone)]
 pub struct FlowWriter {
@@ -174,7 +177,12 @@ impl FlowWriter {
                         Ok(affected)
                     })
                     .await;
-                writer.finish(result.is_ok());
+                // Checkpoint (copy the write-ahead log into the database file) once the log has
+                // grown past WAL_CHECKPOINT_BYTES rather than after every batch: pages that several
+                // batches touch (index pages) are then copied once.
+                let wal = path.with_extension("db-wal");
+                let grown = std::fs::metadata(&wal).map_or(0, |m| m.len()) > WAL_CHECKPOINT_BYTES;
+                writer.finish(result.is_ok() && grown);
                 result
             }
             None => {

@@ -1,7 +1,9 @@
-//! 回流库: the return-flow store. A returned batch lands in the staging area, is verified (by the
-//! caller, before [`ReturnFlowStore::apply_batch`]) and mapped, and is upserted into the current
-//! records with every replaced version kept in the history — one transaction with the batch's
-//! acknowledgement, so a batch is applied exactly once whatever fails when.
+//! 回流库: the return-flow store. A returned batch is verified (by the caller, before
+//! [`ReturnFlowStore::apply_batch`]) and mapped, and is upserted into the current records with
+//! every replaced version kept in the history — one transaction with the batch's acknowledgement,
+//! so a batch is applied exactly once whatever fails when. A batch that fails verification is
+//! parked in the staging area (暂存区) with its exception, as it arrived, until a good copy of it
+//! applies; a record that cannot be mapped waits among the exceptions for a retry.
 
 use rand::RngCore;
 use sqlx::Row;
@@ -78,15 +80,6 @@ impl ReturnFlowStore {
         let mut exception = self.writer.max("exceptions", "id").await?;
         let sender = batch.header.sender.clone();
         let mut statements = Vec::with_capacity(records.len() * 2 + 4);
-        statements.push(Statement::new(
-            "INSERT INTO staging (batch_id, sender, batch, received_at) VALUES (?, ?, ?, ?)",
-            vec![
-                batch_id.clone().into(),
-                sender.clone().into(),
-                Param::Blob(batch.encode()),
-                at.into(),
-            ],
-        ));
         let mut upserts = Vec::with_capacity(records.len());
         let mut exceptions = 0;
         for mapped in records {
@@ -131,6 +124,7 @@ impl ReturnFlowStore {
                 }
             }
         }
+        // A batch that was parked in the staging area and now applies leaves it.
         statements.push(Statement::new(
             "DELETE FROM staging WHERE batch_id = ?",
             vec![batch_id.clone().into()],
@@ -146,31 +140,63 @@ impl ReturnFlowStore {
         })
     }
 
-    /// Record a batch that failed verification (it is not applied; the sender retries).
+    /// Record a batch that failed verification: it is not applied (the sender retries), and the
+    /// bytes that arrived are parked in the staging area for the operator to inspect.
     pub async fn record_exception(
         &self,
         batch_id: &str,
         sender: &str,
-        stage: &str,
         reason: &str,
+        arrived: &[u8],
         at: &str,
     ) -> Result<(), StoreError> {
         let _guard = self.writer.lock().await;
         let id = self.writer.max("exceptions", "id").await? + 1;
         self.writer
-            .run(vec![Statement::new(
-                "INSERT INTO exceptions (id, batch_id, sender, stage, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
-                vec![
-                    id.into(),
-                    batch_id.into(),
-                    sender.into(),
-                    stage.into(),
-                    reason.into(),
-                    at.into(),
-                ],
-            )])
+            .run(vec![
+                Statement::new(
+                    "INSERT INTO exceptions (id, batch_id, sender, stage, reason, at) VALUES (?, ?, ?, 'verify', ?, ?)",
+                    vec![
+                        id.into(),
+                        batch_id.into(),
+                        sender.into(),
+                        reason.into(),
+                        at.into(),
+                    ],
+                ),
+                Statement::new(
+                    "INSERT INTO staging (batch_id, sender, batch, received_at) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (batch_id) DO UPDATE SET batch = excluded.batch, received_at = excluded.received_at",
+                    vec![
+                        batch_id.into(),
+                        sender.into(),
+                        Param::Blob(arrived.to_vec()),
+                        at.into(),
+                    ],
+                ),
+            ])
             .await?;
         Ok(())
+    }
+
+    /// Batches parked in the staging area (they failed verification): (batch id, sender, bytes,
+    /// when they arrived).
+    pub async fn staged(&self) -> Result<Vec<(String, String, Vec<u8>, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT batch_id, sender, batch, received_at FROM staging ORDER BY received_at",
+        )
+        .fetch_all(self.writer.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("batch_id")?,
+                    r.try_get("sender")?,
+                    r.try_get("batch")?,
+                    r.try_get("received_at")?,
+                ))
+            })
+            .collect()
     }
 
     /// Exceptions, newest first; `open_only` leaves out resolved ones.

@@ -9,13 +9,81 @@ use crate::collection::{RECORD_COLUMNS, stored_record};
 use crate::flows::{Applied, FlowWriter, Statement};
 use crate::{BatchSummary, CollectionStore, NewRecord, OutcomeCounts, StoreError, StoredRecord};
 
-/// A record of the share feed, with its position.
+/// A record of the share feed, with its position: the current version of a record as its batch
+/// wrote it, payload as stored (JSON text), personal fields still sealed.
 #[derive(Debug, Clone)]
 pub struct FeedRecord {
     /// Position in the feed: (data-log sequence of the batch that wrote it, record id).
     pub cursor: Cursor,
-    /// The record.
-    pub record: StoredRecord,
+    /// Record id.
+    pub id: i64,
+    /// Version.
+    pub version: i64,
+    /// Category code.
+    pub category: String,
+    /// Status.
+    pub status: String,
+    /// Source unit USCC.
+    pub source_unit: String,
+    /// Subject USCC.
+    pub subject_code: Option<String>,
+    /// Document number.
+    pub document_number: String,
+    /// Decision date.
+    pub decision_date: Option<String>,
+    /// Non-personal fields (JSON text).
+    pub payload: String,
+    /// Sealed personal fields, bound to `key_hash`.
+    pub personal: Option<String>,
+    /// Business-key hash (the seal's context).
+    pub key_hash: String,
+    /// The ingest batch.
+    pub batch_id: String,
+    /// When the version was ingested.
+    pub ingested_at: String,
+}
+
+const FEED_COLUMNS: &str = "id, version, category, status, source_unit, subject_code, document_number, \
+    decision_date, payload, personal, key_hash, batch_id, ingested_at";
+
+fn feed_record_native(major: i64, r: &rusqlite::Row<'_>) -> rusqlite::Result<FeedRecord> {
+    let id: i64 = r.get(0)?;
+    Ok(FeedRecord {
+        cursor: Cursor { major, minor: id },
+        id,
+        version: r.get(1)?,
+        category: r.get(2)?,
+        status: r.get(3)?,
+        source_unit: r.get(4)?,
+        subject_code: r.get(5)?,
+        document_number: r.get(6)?,
+        decision_date: r.get(7)?,
+        payload: r.get(8)?,
+        personal: r.get(9)?,
+        key_hash: r.get(10)?,
+        batch_id: r.get(11)?,
+        ingested_at: r.get(12)?,
+    })
+}
+
+fn feed_record(major: i64, r: &sqlx::any::AnyRow) -> Result<FeedRecord, StoreError> {
+    let id: i64 = r.try_get("id")?;
+    Ok(FeedRecord {
+        cursor: Cursor { major, minor: id },
+        id,
+        version: r.try_get("version")?,
+        category: r.try_get("category")?,
+        status: r.try_get("status")?,
+        source_unit: r.try_get("source_unit")?,
+        subject_code: r.try_get("subject_code")?,
+        document_number: r.try_get("document_number")?,
+        decision_date: r.try_get("decision_date")?,
+        payload: r.try_get("payload")?,
+        personal: r.try_get("personal")?,
+        key_hash: r.try_get("key_hash")?,
+        batch_id: r.try_get("batch_id")?,
+        ingested_at: r.try_get("ingested_at")?,
+    })
 }
 
 /// A work order as the source node holds it.
@@ -29,39 +97,89 @@ pub struct ReceivedOrder {
 }
 
 impl CollectionStore {
-    /// Up to `limit` records written after `after`, in feed order.
+    /// Up to `limit` records written after `after`, in feed order: batch by batch in data-log
+    /// order, each batch's current records by id.
     pub async fn share_feed(
         &self,
         after: Cursor,
         limit: i64,
     ) -> Result<Vec<FeedRecord>, StoreError> {
-        let columns: Vec<String> = RECORD_COLUMNS
-            .split(", ")
-            .map(|c| format!("r.{c}"))
-            .collect();
+        let mut out: Vec<FeedRecord> = Vec::new();
+        let mut position = after;
+        while (out.len() as i64) < limit {
+            let batches = sqlx::query(
+                "SELECT seq, batch_id FROM data_log WHERE seq >= $1 AND batch_id IS NOT NULL ORDER BY seq LIMIT 64",
+            )
+            .bind(position.major)
+            .fetch_all(self.pool())
+            .await?;
+            if batches.is_empty() {
+                break;
+            }
+            for batch in &batches {
+                let seq: i64 = batch.try_get("seq")?;
+                let batch_id: String = batch.try_get("batch_id")?;
+                let after_id = if seq == position.major {
+                    position.minor
+                } else {
+                    0
+                };
+                let want = limit - out.len() as i64;
+                let rows = self.batch_records(seq, batch_id, after_id, want).await?;
+                let full = rows.len() as i64 == want;
+                out.extend(rows);
+                if full {
+                    return Ok(out);
+                }
+                position = Cursor {
+                    major: seq + 1,
+                    minor: 0,
+                };
+            }
+        }
+        Ok(out)
+    }
+
+    /// Current records written by batch `batch_id` (log sequence `seq`) with an id above
+    /// `after_id`, by id.
+    async fn batch_records(
+        &self,
+        seq: i64,
+        batch_id: String,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<FeedRecord>, StoreError> {
         let sql = format!(
-            "SELECT l.seq AS log_seq, {} FROM records r JOIN data_log l ON l.batch_id = r.batch_id \
-             WHERE l.seq > $1 OR (l.seq = $1 AND r.id > $2) ORDER BY l.seq, r.id LIMIT $3",
-            columns.join(", ")
+            "SELECT {FEED_COLUMNS} FROM records WHERE batch_id = ? AND id > ? ORDER BY id LIMIT ?"
         );
+        let native_sql = sql.clone();
+        let native_batch = batch_id.clone();
+        let native = self
+            .flow_writer()
+            .read_native(move |c| {
+                let mut st = c
+                    .prepare_cached(&native_sql)
+                    .map_err(crate::native::sqlite_error)?;
+                let rows = st
+                    .query_map(rusqlite::params![native_batch, after_id, limit], |r| {
+                        feed_record_native(seq, r)
+                    })
+                    .map_err(crate::native::sqlite_error)?;
+                rows.collect::<Result<Vec<_>, _>>()
+                    .map_err(crate::native::sqlite_error)
+            })
+            .await;
+        if let Some(rows) = native {
+            return rows;
+        }
+        let sql = self.flow_writer().sql(&sql);
         let rows = sqlx::query(&sql)
-            .bind(after.major)
-            .bind(after.minor)
+            .bind(batch_id)
+            .bind(after_id)
             .bind(limit)
             .fetch_all(self.pool())
             .await?;
-        rows.iter()
-            .map(|row| {
-                let record = stored_record(row)?;
-                Ok(FeedRecord {
-                    cursor: Cursor {
-                        major: row.try_get("log_seq")?,
-                        minor: record.id,
-                    },
-                    record,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| feed_record(seq, r)).collect()
     }
 
     /// The feed position of the last record written (where a complete share ends).

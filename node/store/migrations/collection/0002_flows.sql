@@ -1,7 +1,7 @@
 -- Federated flows (share up, work orders). Portable SQL.
 
 -- The share feed reads the records each data-log batch wrote, in log order.
-CREATE INDEX records_batch ON records (batch_id);
+CREATE INDEX records_batch ON records (batch_id, id);
 
 -- 治理工单: work orders the province's governance addressed to this node's source units.
 CREATE TABLE work_orders (

@@ -5,8 +5,8 @@ DROP TABLE return_batches;
 DROP TABLE records;
 DROP TABLE record_history;
 
--- Staging area: a received batch as it arrived (header, signature, certificate, body), kept
--- until it is verified, mapped and applied.
+-- Staging area (暂存区): a received batch that failed verification, as it arrived (header,
+-- signature, certificate, body), kept with its exception until a good copy of it applies.
 CREATE TABLE staging (
     batch_id TEXT PRIMARY KEY,
     sender TEXT NOT NULL,
