@@ -359,7 +359,7 @@ async fn the_whole_loop(postgres: bool) {
         .await
         .unwrap()
         .remove(0);
-    let gid = format!("510100:{}", record.id);
+    let gid = xy_federation::flows::gid("510100", record.id);
     assert!(scenario.record(&gid).await.unwrap().is_some());
     chengdu
         .node

@@ -161,17 +161,34 @@ impl FlowWriter {
                 let result = writer
                     .call(move |c| {
                         let mut affected = Vec::with_capacity(statements.len());
-                        for st in statements {
-                            let mut prepared = c.prepare_cached(st.sql).map_err(sqlite_error)?;
-                            let params = st.params.into_iter().map(|p| match p {
-                                Param::Text(t) => rusqlite::types::Value::from(t),
-                                Param::Int(i) => rusqlite::types::Value::from(i),
-                                Param::Blob(b) => rusqlite::types::Value::Blob(b),
-                            });
-                            let n = prepared
-                                .execute(rusqlite::params_from_iter(params))
-                                .map_err(sqlite_error)?;
-                            affected.push(n as u64);
+                        {
+                            // Each distinct statement is prepared once per transaction, found by
+                            // the address of its text (hashing a long upsert's text for every row
+                            // showed in the profile).
+                            let mut prepared: Vec<(*const u8, rusqlite::CachedStatement<'_>)> =
+                                Vec::new();
+                            for st in statements {
+                                let key = st.sql.as_ptr();
+                                let at = match prepared.iter().position(|(k, _)| *k == key) {
+                                    Some(at) => at,
+                                    None => {
+                                        let statement =
+                                            c.prepare_cached(st.sql).map_err(sqlite_error)?;
+                                        prepared.push((key, statement));
+                                        prepared.len() - 1
+                                    }
+                                };
+                                let params = st.params.into_iter().map(|p| match p {
+                                    Param::Text(t) => rusqlite::types::Value::from(t),
+                                    Param::Int(i) => rusqlite::types::Value::from(i),
+                                    Param::Blob(b) => rusqlite::types::Value::Blob(b),
+                                });
+                                let n = prepared[at]
+                                    .1
+                                    .execute(rusqlite::params_from_iter(params))
+                                    .map_err(sqlite_error)?;
+                                affected.push(n as u64);
+                            }
                         }
                         c.execute_batch("COMMIT").map_err(sqlite_error)?;
                         Ok(affected)
@@ -320,7 +337,8 @@ fn personal_context(gid: &str) -> Vec<u8> {
 }
 
 /// Seal a record's personal fields and identity number with this node's keys (SM4-GCM, bound
-/// to the gid); `None` when it has neither.
+/// to the gid); `None` when it has neither. The sealed text is the identity number's length
+/// (`u32` big-endian, `u32::MAX` when absent), the number, then the personal fields' JSON.
 pub fn seal_personal(
     keys: &NodeKeys,
     record: &FlowRecord,
@@ -329,17 +347,18 @@ pub fn seal_personal(
     if record.personal.is_none() && record.subject_id.is_none() {
         return None;
     }
-    let personal: Json = record
-        .personal
-        .as_deref()
-        .and_then(|p| serde_json::from_str(p).ok())
-        .unwrap_or(Json::Null);
-    let plain = serde_json::json!({"p": personal, "id": record.subject_id});
-    Some(keys.seal(
-        &personal_context(&record.gid),
-        plain.to_string().as_bytes(),
-        rng,
-    ))
+    let id = record.subject_id.as_deref();
+    let personal = record.personal.as_deref().unwrap_or("");
+    let mut plain = Vec::with_capacity(4 + id.map_or(0, str::len) + personal.len());
+    match id {
+        Some(id) => {
+            plain.extend_from_slice(&(id.len() as u32).to_be_bytes());
+            plain.extend_from_slice(id.as_bytes());
+        }
+        None => plain.extend_from_slice(&u32::MAX.to_be_bytes()),
+    }
+    plain.extend_from_slice(personal.as_bytes());
+    Some(keys.seal(&personal_context(&record.gid), &plain, rng))
 }
 
 /// Open what [`seal_personal`] sealed: (personal fields as JSON text, identity number).
@@ -352,13 +371,21 @@ pub fn open_personal(
         return Ok((None, None));
     };
     let plain = keys.open(&personal_context(gid), sealed)?;
-    let value: Json = serde_json::from_slice(&plain)
-        .map_err(|e| StoreError::Corrupt(format!("personal fields of {gid}: {e}")))?;
-    let personal = match &value["p"] {
-        Json::Null => None,
-        other => Some(other.to_string()),
+    let corrupt = || StoreError::Corrupt(format!("personal fields of {gid}"));
+    let (length, rest) = plain.split_first_chunk::<4>().ok_or_else(corrupt)?;
+    let length = u32::from_be_bytes(*length);
+    let (id, personal) = if length == u32::MAX {
+        (None, rest)
+    } else {
+        let (id, personal) = rest.split_at_checked(length as usize).ok_or_else(corrupt)?;
+        (
+            Some(std::str::from_utf8(id).map_err(|_| corrupt())?.to_owned()),
+            personal,
+        )
     };
-    let id = value["id"].as_str().map(str::to_owned);
+    let personal = (!personal.is_empty())
+        .then(|| String::from_utf8(personal.to_vec()).map_err(|_| corrupt()))
+        .transpose()?;
     Ok((personal, id))
 }
 
@@ -441,21 +468,21 @@ impl HeldRecord {
     }
 
     /// The record in its travelling form, personal fields opened with this node's keys.
-    pub fn to_flow(&self, keys: &NodeKeys) -> Result<FlowRecord, StoreError> {
+    pub fn into_flow(self, keys: &NodeKeys) -> Result<FlowRecord, StoreError> {
         let (personal, subject_id) = open_personal(keys, &self.gid, self.personal.as_deref())?;
         Ok(FlowRecord {
-            gid: self.gid.clone(),
+            gid: self.gid,
             version: self.version,
-            category: self.category.clone(),
-            status: self.status.clone(),
-            source_unit: self.source_unit.clone(),
-            subject_code: self.subject_code.clone(),
+            category: self.category,
+            status: self.status,
+            source_unit: self.source_unit,
+            subject_code: self.subject_code,
             subject_id,
-            document_number: self.document_number.clone(),
-            decision_date: self.decision_date.clone(),
-            payload: self.payload.clone(),
+            document_number: self.document_number,
+            decision_date: self.decision_date,
+            payload: self.payload,
             personal,
-            lineage: self.lineage.clone(),
+            lineage: self.lineage,
         })
     }
 }
@@ -521,6 +548,57 @@ pub async fn held_after(
     }
     let rows = q.bind(after).bind(limit).fetch_all(writer.pool()).await?;
     rows.iter().map(HeldRecord::from_row).collect()
+}
+
+/// The stored versions of those of `gids` that `table` holds.
+pub async fn stored_versions(
+    writer: &FlowWriter,
+    table: &'static str,
+    gids: Vec<String>,
+) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+    const CHUNK: usize = 500;
+    let native_gids = gids.clone();
+    let native = writer
+        .read_native(move |c| {
+            let mut found = std::collections::HashMap::new();
+            for chunk in native_gids.chunks(CHUNK) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                let mut st = c
+                    .prepare_cached(&format!(
+                        "SELECT gid, version FROM {table} WHERE gid IN ({marks})"
+                    ))
+                    .map_err(sqlite_error)?;
+                let rows = st
+                    .query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })
+                    .map_err(sqlite_error)?;
+                for row in rows {
+                    let (gid, version) = row.map_err(sqlite_error)?;
+                    found.insert(gid, version);
+                }
+            }
+            Ok(found)
+        })
+        .await;
+    if let Some(found) = native {
+        return found;
+    }
+    let mut found = std::collections::HashMap::new();
+    for chunk in gids.chunks(CHUNK) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = writer.sql(&format!(
+            "SELECT gid, version FROM {table} WHERE gid IN ({marks})"
+        ));
+        let mut q = sqlx::query(&sql);
+        for gid in chunk {
+            q = q.bind(gid.clone());
+        }
+        for row in q.fetch_all(writer.pool()).await? {
+            found.insert(row.try_get("gid")?, row.try_get("version")?);
+        }
+    }
+    Ok(found)
 }
 
 /// Find the record `gid` in `table`.
@@ -601,31 +679,29 @@ pub(crate) use upsert_sql;
 
 /// The parameters of [`upsert_sql`] for `record`, sealed with `keys`.
 pub(crate) fn upsert_params(
-    record: &FlowRecord,
+    record: FlowRecord,
     seq: i64,
     batch_id: &str,
     at: &str,
     keys: &NodeKeys,
     rng: &mut impl RngCore,
 ) -> Vec<Param> {
+    let sealed = seal_personal(keys, &record, rng);
+    let subject_index = record.subject_id.as_deref().map(|id| keys.blind_index(id));
     vec![
-        record.gid.clone().into(),
+        record.gid.into(),
         seq.into(),
         record.version.into(),
-        record.category.clone().into(),
-        record.status.clone().into(),
-        record.source_unit.clone().into(),
-        record.subject_code.clone().into(),
-        record
-            .subject_id
-            .as_deref()
-            .map(|id| keys.blind_index(id))
-            .into(),
-        record.document_number.clone().into(),
-        record.decision_date.clone().into(),
-        record.payload.clone().into(),
-        seal_personal(keys, record, rng).into(),
-        record.lineage.clone().into(),
+        record.category.into(),
+        record.status.into(),
+        record.source_unit.into(),
+        record.subject_code.into(),
+        subject_index.into(),
+        record.document_number.into(),
+        record.decision_date.into(),
+        record.payload.into(),
+        sealed.into(),
+        record.lineage.into(),
         batch_id.into(),
         at.into(),
     ]

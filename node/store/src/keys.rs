@@ -68,7 +68,7 @@ impl NodeKeys {
     /// Keyed hash of several parts (business keys, record content): HMAC-SM3 truncated to 128 bits,
     /// hex. 128 bits keep collisions out of reach for any store size while halving index entries.
     pub fn keyed_hash(&self, parts: &[&[u8]]) -> String {
-        hex::encode(&self.index.mac_parts(parts)[..16])
+        to_hex(&self.index.mac_parts(parts)[..16])
     }
 
     /// Content fingerprint for change detection (is a row identical to the stored version?):
@@ -85,19 +85,20 @@ impl NodeKeys {
             h.write(&(part.len() as u64).to_le_bytes());
             h.write(part);
         }
-        hex::encode(h.finish128().as_bytes())
+        to_hex(&h.finish128().as_bytes())
     }
 
     /// Seal personal data with SM4-GCM under a fresh random nonce, bound to `context` (hex).
     pub fn seal(&self, context: &[u8], plaintext: &[u8], rng: &mut impl RngCore) -> String {
         let mut nonce = [0u8; GCM_NONCE_LEN];
         rng.fill_bytes(&mut nonce);
-        hex::encode(self.personal.seal(&nonce, context, plaintext))
+        to_hex(&self.personal.seal(&nonce, context, plaintext))
     }
 
     /// Open personal data sealed by [`NodeKeys::seal`] with the same `context`.
     pub fn open(&self, context: &[u8], sealed_hex: &str) -> Result<Vec<u8>, StoreError> {
-        let sealed = hex::decode(sealed_hex)
+        let mut sealed = vec![0u8; sealed_hex.len() / 2];
+        hex::decode_to_slice(sealed_hex, &mut sealed)
             .map_err(|_| StoreError::Corrupt("sealed data is not hex".into()))?;
         self.personal
             .open(context, &sealed)
@@ -118,4 +119,14 @@ pub fn write_secret(path: &Path, content: &str) -> std::io::Result<()> {
     let mut f = options.open(path)?;
     f.write_all(content.as_bytes())?;
     f.sync_all()
+}
+
+/// Lower-case hex through `hex`'s table encoder (its `encode` builds the string a char at a time,
+/// which showed in the return flow's profile: every sealed field and keyed hash goes through here).
+fn to_hex(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    match hex::encode_to_slice(bytes, &mut out) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => hex::encode(bytes),
+    }
 }

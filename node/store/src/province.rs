@@ -102,7 +102,7 @@ impl ProvinceStore {
             upserts.push(statements.len());
             statements.push(Statement::new(
                 upsert_sql!("raw_records", "received_at"),
-                upsert_params(&record, seq, &batch_id, at, keys, rng),
+                upsert_params(record, seq, &batch_id, at, keys, rng),
             ));
         }
         statements.extend(FlowWriter::acknowledge(&batch.header, &batch_id, at));

@@ -82,10 +82,35 @@ impl ReturnFlowStore {
         let mut statements = Vec::with_capacity(records.len() * 2 + 4);
         let mut upserts = Vec::with_capacity(records.len());
         let mut exceptions = 0;
+        let mut stale = 0;
+        // What the store holds already decides, per record, between a plain insert, a new
+        // version (the old one to history) and nothing (a version held already).
+        let held = crate::flows::stored_versions(
+            &self.writer,
+            "records",
+            records.iter().map(|m| m.record.gid.clone()).collect(),
+        )
+        .await?;
+        let mut seen: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
         for mapped in records {
             match mapped.refused {
                 None => {
                     let record = mapped.record;
+                    let current = seen.get(&record.gid).or(held.get(&record.gid)).copied();
+                    if current.is_some_and(|v| v >= record.version) {
+                        stale += 1;
+                        continue;
+                    }
+                    seen.insert(record.gid.clone(), record.version);
+                    if current.is_none() {
+                        seq += 1;
+                        upserts.push(statements.len());
+                        statements.push(Statement::new(
+                            upsert_sql!("records", "updated_at"),
+                            upsert_params(record, seq, &batch_id, at, keys, rng),
+                        ));
+                        continue;
+                    }
                     statements.push(Statement::new(
                         "INSERT INTO record_history (gid, version, category, status, payload, personal, lineage, batch_id, replaced_by_batch, replaced_at) \
                          SELECT gid, version, category, status, payload, personal, lineage, batch_id, ?, ? FROM records WHERE gid = ? AND version < ?",
@@ -100,7 +125,7 @@ impl ReturnFlowStore {
                     upserts.push(statements.len());
                     statements.push(Statement::new(
                         upsert_sql!("records", "updated_at"),
-                        upsert_params(&record, seq, &batch_id, at, keys, rng),
+                        upsert_params(record, seq, &batch_id, at, keys, rng),
                     ));
                 }
                 Some(reason) => {
@@ -134,7 +159,7 @@ impl ReturnFlowStore {
         let (applied, skipped) = count_upserts(&affected, &upserts);
         Ok(Applied {
             applied,
-            skipped,
+            skipped: skipped + stale,
             exceptions,
             already_applied: false,
         })
@@ -264,7 +289,7 @@ impl ReturnFlowStore {
             ));
             statements.push(Statement::new(
                 upsert_sql!("records", "updated_at"),
-                upsert_params(&record, seq, &batch_id, at, keys, rng),
+                upsert_params(record, seq, &batch_id, at, keys, rng),
             ));
             statements.push(Statement::new(
                 "UPDATE exceptions SET resolved_at = ? WHERE id = ?",
