@@ -134,10 +134,8 @@ async fn run(rows: usize) -> anyhow::Result<()> {
 
     // The measured flow.
     let t = Instant::now();
-    eprintln!("RETURN START {t:?}");
     let returned = province.push_to(&mianyang, Flow::Return).await?;
     let return_s = t.elapsed().as_secs_f64();
-    eprintln!("RETURN END {:?}", Instant::now());
     let held = mianyang.node.stores.return_flow.record_count().await?;
     anyhow::ensure!(
         held as u64 == returned.records

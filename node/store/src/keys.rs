@@ -97,9 +97,8 @@ impl NodeKeys {
 
     /// Open personal data sealed by [`NodeKeys::seal`] with the same `context`.
     pub fn open(&self, context: &[u8], sealed_hex: &str) -> Result<Vec<u8>, StoreError> {
-        let mut sealed = vec![0u8; sealed_hex.len() / 2];
-        hex::decode_to_slice(sealed_hex, &mut sealed)
-            .map_err(|_| StoreError::Corrupt("sealed data is not hex".into()))?;
+        let sealed = from_hex(sealed_hex)
+            .ok_or_else(|| StoreError::Corrupt("sealed data is not hex".into()))?;
         self.personal
             .open(context, &sealed)
             .map_err(|e| StoreError::Corrupt(format!("personal data: {e}")))
@@ -128,5 +127,54 @@ fn to_hex(bytes: &[u8]) -> String {
     match hex::encode_to_slice(bytes, &mut out) {
         Ok(()) => String::from_utf8(out).unwrap_or_default(),
         Err(_) => hex::encode(bytes),
+    }
+}
+
+/// Bytes of lower- or upper-case hex, a byte per table lookup pair (`hex::decode` works a
+/// character at a time; every sealed field a flow sends is opened through here).
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    const INVALID: u8 = 0xff;
+    const TABLE: [u8; 256] = {
+        let mut t = [INVALID; 256];
+        let mut i = 0;
+        while i < 10 {
+            t[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            t[b'a' as usize + i] = 10 + i as u8;
+            t[b'A' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        t
+    };
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    for pair in bytes.chunks_exact(2) {
+        let (high, low) = (TABLE[pair[0] as usize], TABLE[pair[1] as usize]);
+        if high == INVALID || low == INVALID {
+            return None;
+        }
+        out.push(high << 4 | low);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod hex_tests {
+    use super::{from_hex, to_hex};
+
+    #[test]
+    fn hex_round_trips_and_refuses_non_hex() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(from_hex(&to_hex(&bytes)).unwrap(), bytes);
+        assert_eq!(from_hex("ABcd").unwrap(), [0xab, 0xcd]);
+        for bad in ["a", "0g", "zz", "é0"] {
+            assert!(from_hex(bad).is_none(), "{bad}");
+        }
     }
 }

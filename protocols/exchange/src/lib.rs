@@ -547,7 +547,7 @@ impl<'a> Reader<'a> {
             return Err(ExchangeError::TooLarge(format!("{what} of {len} bytes")));
         }
         let bytes = self.take(len, what)?;
-        std::str::from_utf8(bytes)
+        simdutf8::basic::from_utf8(bytes)
             .map(|s| Some(s.to_owned()))
             .map_err(|_| ExchangeError::Malformed(format!("{what} is not UTF-8")))
     }
