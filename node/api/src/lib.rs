@@ -42,8 +42,21 @@ pub struct SingleSignOn {
     pub key: Arc<dyn Fn(u64) -> Option<xy_shangmi::sm2::Sm2PublicKey> + Send + Sync>,
 }
 
+/// What a node's flows add to its API: its jurisdiction and role (for lineage) and the scenarios
+/// it extracts (the service-interface sharing mode reads them).
+#[derive(Debug, Clone)]
+pub struct FlowViews {
+    /// The node's jurisdiction.
+    pub jurisdiction: String,
+    /// Whether it is the province (it holds the raw, base and theme stores).
+    pub is_province: bool,
+    /// The scenario stores it extracts.
+    pub scenarios: Vec<String>,
+}
+
 struct Inner {
     sso: std::sync::OnceLock<SingleSignOn>,
+    flows: std::sync::OnceLock<FlowViews>,
     stores: NodeStores,
     ingestor: Ingestor,
     keys: NodeKeys,
@@ -65,6 +78,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 sso: std::sync::OnceLock::new(),
+                flows: std::sync::OnceLock::new(),
                 stores,
                 ingestor,
                 keys,
@@ -80,6 +94,11 @@ impl AppState {
     /// Also accept the coordinator's single-sign-on tokens (once; later calls are ignored).
     pub fn set_single_sign_on(&self, sso: SingleSignOn) {
         let _ = self.inner.sso.set(sso);
+    }
+
+    /// Serve the flows' views: lineage, the return-flow store and the scenario stores (once).
+    pub fn set_flows(&self, flows: FlowViews) {
+        let _ = self.inner.flows.set(flows);
     }
 }
 
@@ -152,6 +171,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/records/{id}/history", get(history))
         .route("/api/v1/quality", get(quality))
         .route("/api/v1/audit/verify", get(audit_verify))
+        .route("/api/v1/lineage/{gid}", get(lineage))
+        .route("/api/v1/return-flow/records", get(return_flow_records))
+        .route("/api/v1/scenarios/{name}/records", get(scenario_records))
+        .route("/api/v1/work-orders", get(work_orders))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::disable());
     Router::new()
@@ -540,4 +563,147 @@ async fn audit_verify(State(state): State<AppState>) -> Result<Response, ApiErro
         StatusCode::CONFLICT
     };
     Ok((status, Json(report)).into_response())
+}
+
+fn flow_views(state: &AppState) -> Result<&FlowViews, ApiError> {
+    state.inner.flows.get().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this node takes part in no flows (no [flows] section)",
+        )
+    })
+}
+
+async fn lineage(
+    State(state): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Path(gid): Path<String>,
+) -> Result<Response, ApiError> {
+    let flows = flow_views(&state)?;
+    let scenarios: Vec<&str> = flows.scenarios.iter().map(String::as_str).collect();
+    let inner = &state.inner;
+    let found = inner
+        .stores
+        .lineage(&gid, &flows.jurisdiction, flows.is_province, &scenarios)
+        .await?;
+    let (_, now) = xy_ingest::now_china();
+    inner
+        .stores
+        .collection
+        .log_access(
+            &now,
+            "lineage",
+            &actor.0,
+            serde_json::json!({"via": "http", "gid": gid}),
+        )
+        .await?;
+    Ok(Json(found).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct FlowRecordParams {
+    subject: Option<String>,
+    limit: Option<i64>,
+}
+
+/// A flow-store record as the API shows it: its fields with personal ones masked.
+fn held_view(
+    record: &xy_store::HeldRecord,
+    keys: &NodeKeys,
+) -> Result<serde_json::Value, ApiError> {
+    let mut fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&record.payload).unwrap_or_default();
+    let (personal, _) =
+        xy_store::flows::open_personal(keys, &record.gid, record.personal.as_deref())?;
+    if let Some(personal) = personal
+        && let Ok(serde_json::Value::Object(personal)) = serde_json::from_str(&personal)
+    {
+        for (k, v) in personal {
+            let v = match v {
+                serde_json::Value::String(s) => {
+                    serde_json::Value::String(xy_policy::identifiers::mask_id_number(&s))
+                }
+                other => other,
+            };
+            fields.insert(k, v);
+        }
+    }
+    Ok(serde_json::json!({
+        "gid": record.gid,
+        "version": record.version,
+        "category": record.category,
+        "status": record.status,
+        "source_unit": record.source_unit,
+        "subject_code": record.subject_code,
+        "document_number": record.document_number,
+        "decision_date": record.decision_date,
+        "fields": fields,
+    }))
+}
+
+fn flow_limit(limit: Option<i64>) -> i64 {
+    limit.unwrap_or(100).clamp(1, 10_000)
+}
+
+async fn return_flow_records(
+    State(state): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Query(p): Query<FlowRecordParams>,
+) -> Result<Response, ApiError> {
+    flow_views(&state)?;
+    let inner = &state.inner;
+    let found = inner
+        .stores
+        .return_flow
+        .query(p.subject.as_deref(), flow_limit(p.limit))
+        .await?;
+    let (_, now) = xy_ingest::now_china();
+    inner
+        .stores
+        .collection
+        .log_access(&now, "query", &actor.0, serde_json::json!({
+            "via": "http", "store": "return_flow", "subject": p.subject, "returned": found.len(),
+        }))
+        .await?;
+    let views = found
+        .iter()
+        .map(|r| held_view(r, &inner.keys))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(serde_json::json!({ "count": views.len(), "records": views })).into_response())
+}
+
+async fn scenario_records(
+    State(state): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Path(name): Path<String>,
+    Query(p): Query<FlowRecordParams>,
+) -> Result<Response, ApiError> {
+    let flows = flow_views(&state)?;
+    if !flows.scenarios.contains(&name) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no scenario {name:?} on this node"),
+        ));
+    }
+    let inner = &state.inner;
+    let found = inner
+        .stores
+        .scenario(&name)
+        .await?
+        .records(p.subject.as_deref(), flow_limit(p.limit))
+        .await?;
+    let (_, now) = xy_ingest::now_china();
+    inner
+        .stores
+        .collection
+        .log_access(&now, "query", &actor.0, serde_json::json!({
+            "via": "http", "store": format!("scenario:{name}"), "subject": p.subject, "returned": found.len(),
+        }))
+        .await?;
+    Ok(Json(serde_json::json!({ "count": found.len(), "records": found })).into_response())
+}
+
+async fn work_orders(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let orders = state.inner.stores.collection.work_orders(false).await?;
+    Ok(Json(serde_json::json!({ "count": orders.len(), "work_orders": orders })).into_response())
 }

@@ -639,8 +639,25 @@ pub(crate) async fn serve_node(
                 }),
             });
         }
-        let addr = crate::transport::start_peer_endpoint(&node, peer).await?;
+        let (addr, flow_node) = crate::transport::start_peer_endpoint(&node, peer).await?;
         println!("peer endpoint (QUIC, RFC 8998, ALPN xinyong/1) on {addr}");
+        if let Some(flow_node) = flow_node {
+            state.set_flows(xy_node_api::FlowViews {
+                jurisdiction: flow_node.jurisdiction.clone(),
+                is_province: flow_node.role == xy_gmtls::pki::Role::ProvinceNode,
+                scenarios: flow_node.scenarios.iter().map(|s| s.name.clone()).collect(),
+            });
+            println!(
+                "flows: {} node {}, a round every {} s",
+                flow_node.role,
+                flow_node.jurisdiction,
+                node.config
+                    .flows
+                    .as_ref()
+                    .and_then(|f| f.interval_secs)
+                    .unwrap_or(10)
+            );
+        }
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -695,4 +712,12 @@ fn spawn_quality_schedule(stores: xy_store::NodeStores, dir: PathBuf, every: Dur
             }
         }
     });
+}
+
+/// Who runs a command, for the data log: `$USER`, or `operator`.
+pub(crate) fn operator() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "operator".into())
 }

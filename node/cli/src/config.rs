@@ -27,6 +27,35 @@ pub(crate) struct NodeConfig {
     pub(crate) max_upload_mib: Option<u64>,
     /// The QUIC peer endpoint (other nodes, institutions); off when absent.
     pub(crate) peer: Option<PeerConfig>,
+    /// The federated flows (share up, governance, return flow, scenarios); off when absent.
+    /// Needs `[peer]`.
+    pub(crate) flows: Option<FlowsConfig>,
+}
+
+/// The `[flows]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlowsConfig {
+    /// Seconds between rounds while serving (default 10).
+    pub(crate) interval_secs: Option<u64>,
+    /// Records per batch (default 20,000).
+    pub(crate) batch_rows: Option<usize>,
+    /// On a prefecture: the province node its collection store is shared up to.
+    pub(crate) province: Option<ProvinceConfig>,
+    /// On the province: a governance rules file replacing the built-in `policies/governance.toml`.
+    pub(crate) governance: Option<PathBuf>,
+    /// A directory of scenario definitions replacing the built-in `policies/scenarios/`.
+    pub(crate) scenarios_dir: Option<PathBuf>,
+}
+
+/// The province node as a prefecture reaches it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProvinceConfig {
+    /// Its QUIC address.
+    pub(crate) addr: std::net::SocketAddr,
+    /// The name in its certificate.
+    pub(crate) server_name: String,
 }
 
 /// The `[peer]` section: the node's QUIC endpoint and, on the province, its prefectures.
@@ -74,6 +103,10 @@ pub(crate) struct PrefectureConfig {
     pub(crate) addr: std::net::SocketAddr,
     /// The name in its certificate.
     pub(crate) server_name: String,
+    /// Its jurisdiction (GB/T 2260): the province returns it the theme `return_<jurisdiction>`.
+    pub(crate) jurisdiction: Option<String>,
+    /// The categories its return-flow theme takes (default: every category of the policies).
+    pub(crate) return_categories: Option<Vec<String>>,
 }
 
 /// Everything a command needs to work on a node.
@@ -83,6 +116,7 @@ pub(crate) struct Node {
     pub(crate) stores: NodeStores,
     pub(crate) keys: NodeKeys,
     pub(crate) ingestor: Ingestor,
+    pub(crate) policies: std::sync::Arc<PolicySet>,
 }
 
 pub(crate) fn load_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
@@ -124,13 +158,14 @@ pub(crate) async fn open_with(data_dir: &Path, config: NodeConfig) -> anyhow::Re
         Some(dir) => PolicySet::load_dir(dir)?,
         None => PolicySet::builtin()?,
     };
-    let ingestor = Ingestor::new(policies, stores.collection.clone(), keys.clone());
+    let ingestor = Ingestor::new(policies.clone(), stores.collection.clone(), keys.clone());
     Ok(Node {
         data_dir: data_dir.to_path_buf(),
         config,
         stores,
         keys,
         ingestor,
+        policies: std::sync::Arc::new(policies),
     })
 }
 

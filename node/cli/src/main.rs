@@ -3,6 +3,7 @@
 mod commands;
 mod config;
 mod demo;
+mod flows;
 mod transport;
 
 use std::path::PathBuf;
@@ -74,6 +75,17 @@ enum Command {
     },
     /// Private set intersection with another node (ECDH-PSI; neither side sees the other's list).
     Psi(transport::PsiArgs),
+    /// The federated flows: share up, governance, return flow, scenarios, file exchange.
+    Flows {
+        #[command(subcommand)]
+        command: flows::FlowsCommand,
+    },
+    /// Where a record is held on this node and where each copy came from (lineage).
+    Lineage(flows::LineageArgs),
+    /// Withdraw a record at its origin; the retraction reaches every store holding a copy.
+    Retract(flows::RetractArgs),
+    /// Work orders from the province's governance for this node's source units.
+    WorkOrders(flows::WorkOrdersArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +132,10 @@ fn main() -> std::process::ExitCode {
             Command::Pki { command } => transport::pki(command),
             Command::Tls { command } => transport::tls(command).await,
             Command::Psi(a) => transport::psi(a).await,
+            Command::Flows { command } => flows::command(command).await,
+            Command::Lineage(a) => flows::lineage(a).await,
+            Command::Retract(a) => flows::retract(a).await,
+            Command::WorkOrders(a) => flows::work_orders(a).await,
         }
     });
     match result {

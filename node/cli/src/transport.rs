@@ -520,15 +520,11 @@ pub(crate) async fn psi(args: PsiArgs) -> anyhow::Result<ExitCode> {
 pub(crate) async fn start_peer_endpoint(
     node: &crate::config::Node,
     peer: &crate::config::PeerConfig,
-) -> anyhow::Result<std::net::SocketAddr> {
-    let resolve = |p: &std::path::Path| resolve_in(&node.data_dir, p);
-    let crl = peer.crl.as_deref().map(resolve);
-    let credentials = Credentials::load(
-        &resolve(&peer.cert),
-        &resolve(&peer.key),
-        &resolve(&peer.ca),
-        crl.as_deref(),
-    )?;
+) -> anyhow::Result<(
+    std::net::SocketAddr,
+    Option<std::sync::Arc<xy_federation::FlowNode>>,
+)> {
+    let credentials = crate::flows::credentials(node, peer)?;
     let identity = credentials
         .identity()
         .cloned()
@@ -564,11 +560,18 @@ pub(crate) async fn start_peer_endpoint(
     )
     .await
     .context("building the private-query index")?;
+    let flow_node = match &node.config.flows {
+        Some(_) => Some(crate::flows::flow_node(node, &credentials)?),
+        None => None,
+    };
     let services = std::sync::Arc::new(xy_federation::NodeServices {
         scoring: Some(service),
         private_query: Some(private_query),
-        flows: None,
+        flows: flow_node.clone().map(xy_federation::FlowService),
     });
+    if let Some(flow_node) = &flow_node {
+        crate::flows::spawn_rounds(node, std::sync::Arc::clone(flow_node), endpoint.clone());
+    }
     let refreshing = std::sync::Arc::clone(&services);
     tokio::spawn(async move {
         let mut every = tokio::time::interval(xy_federation::private_query::REFRESH_EVERY);
@@ -588,7 +591,7 @@ pub(crate) async fn start_peer_endpoint(
     let addr = endpoint.local_addr()?;
     let serving = endpoint.clone();
     tokio::spawn(async move { serving.serve(services).await });
-    Ok(addr)
+    Ok((addr, flow_node))
 }
 
 /// A PEM file's first certificate, as DER (rustls' PEM parser, as for the node's credentials).

@@ -75,7 +75,7 @@ pub struct FlowNode {
     /// The scenarios this node extracts.
     pub scenarios: Vec<ScenarioDefinition>,
     /// On the province: the theme stores (one `return_<jurisdiction>` per prefecture).
-    pub themes: Vec<Theme>,
+    themes: std::sync::RwLock<Vec<Theme>>,
     /// Records per batch.
     pub batch_rows: usize,
     /// The clock.
@@ -174,7 +174,7 @@ impl FlowNode {
             policies,
             governance,
             scenarios,
-            themes,
+            themes: std::sync::RwLock::new(themes),
             batch_rows: DEFAULT_BATCH_ROWS,
             clock,
             signing_key: credentials.signing_key,
@@ -183,6 +183,30 @@ impl FlowNode {
             governance_due: Notify::new(),
             scenarios_due: Notify::new(),
         }
+    }
+
+    /// The theme stores governance fills (province).
+    pub fn themes(&self) -> Vec<Theme> {
+        self.themes.read().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Replace the theme stores — from the catalogue's granted subscriptions — and fill what
+    /// they gained from the base store (province). Returns the rows added per theme.
+    pub async fn set_themes(
+        &self,
+        themes: Vec<Theme>,
+    ) -> Result<Vec<(String, u64)>, FederationError> {
+        let (at, _) = (self.clock)();
+        let added = self
+            .stores
+            .province()
+            .await?
+            .sync_themes(&themes, &at)
+            .await?;
+        if let Ok(mut current) = self.themes.write() {
+            *current = themes;
+        }
+        Ok(added)
     }
 
     fn is_province(&self) -> bool {
@@ -770,19 +794,15 @@ impl FlowNode {
     /// Govern every raw record not governed yet (province).
     pub async fn govern_pending(&self) -> Result<xy_store::GovernanceStep, FederationError> {
         let province = self.stores.province().await?;
+        let themes = self.themes();
+        province.sync_themes(&themes, &(self.clock)().0).await?;
         let mut total = xy_store::GovernanceStep::default();
         let keys = &self.keys;
         let rules = |record: &mut HeldRecord| self.governance.evaluate(record, keys);
         loop {
             let (at, _) = (self.clock)();
             let step = province
-                .govern(
-                    &self.keys,
-                    &rules,
-                    &self.themes,
-                    &at,
-                    self.batch_rows as i64,
-                )
+                .govern(&self.keys, &rules, &themes, &at, self.batch_rows as i64)
                 .await?;
             if step.read == 0 {
                 break;
@@ -832,76 +852,30 @@ impl FlowNode {
         Ok(done)
     }
 
+    /// Map the return-flow records that could not be mapped again (after a policy update) and
+    /// apply those that now map; returns how many.
+    pub async fn retry_exceptions(&self) -> Result<u64, FederationError> {
+        let (at, _) = (self.clock)();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+        let map = |record: FlowRecord| {
+            let sender = xy_store::origin_of(&record.gid).to_owned();
+            self.map_returned(record, "retry", &sender, &at)
+        };
+        Ok(self
+            .stores
+            .return_flow
+            .retry_exceptions(map, &self.keys, &at, &mut rng)
+            .await?)
+    }
+
     /// Where record `gid` is held on this node, each copy with its lineage.
     pub async fn lineage(&self, gid: &str) -> Result<serde_json::Value, FederationError> {
-        let mut copies = Vec::new();
-        let (origin, id) = gid.split_once(':').ok_or_else(|| {
-            FederationError::Malformed(format!("{gid:?} is not <jurisdiction>:<id>"))
-        })?;
-        if origin == self.jurisdiction
-            && let Ok(id) = id.parse::<i64>()
-            && let Some(record) = self.stores.collection.record(id).await?
-        {
-            let history = self.stores.collection.history(id).await?;
-            copies.push(json!({
-                "store": "collection",
-                "version": record.version,
-                "status": record.status,
-                "source_unit": record.source_unit,
-                "ingest_batch": record.batch_id,
-                "ingested_at": record.ingested_at,
-                "earlier_versions": history.iter().map(|h| json!({"version": h.version, "status": h.status, "ingest_batch": h.batch_id})).collect::<Vec<_>>(),
-            }));
-        }
-        if self.is_province() {
-            for (store, record) in self.stores.province().await?.locate(gid).await? {
-                copies.push(held_copy(&store, &record));
-            }
-        }
-        if let Some(record) = self.stores.return_flow.record(gid).await? {
-            let mut copy = held_copy("return_flow", &record);
-            copy["earlier_versions"] = self
-                .stores
-                .return_flow
-                .history(gid)
-                .await?
-                .into_iter()
-                .map(|(version, status, lineage)| {
-                    json!({"version": version, "status": status, "lineage": parse_json(&lineage)})
-                })
-                .collect();
-            copies.push(copy);
-        }
-        for scenario in &self.scenarios {
-            if let Some(record) = self
-                .stores
-                .scenario(&scenario.name)
-                .await?
-                .record(gid)
-                .await?
-            {
-                copies.push(json!({
-                    "store": format!("scenario:{}", scenario.name),
-                    "version": record.version,
-                    "lineage": record.lineage,
-                }));
-            }
-        }
-        Ok(json!({"gid": gid, "node": self.jurisdiction, "copies": copies}))
+        let scenarios: Vec<&str> = self.scenarios.iter().map(|s| s.name.as_str()).collect();
+        Ok(self
+            .stores
+            .lineage(gid, &self.jurisdiction, self.is_province(), &scenarios)
+            .await?)
     }
-}
-
-fn parse_json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
-}
-
-fn held_copy(store: &str, record: &HeldRecord) -> serde_json::Value {
-    json!({
-        "store": store,
-        "version": record.version,
-        "status": record.status,
-        "lineage": parse_json(&record.lineage),
-    })
 }
 
 fn order_record(order: &WorkOrder, seq: i64) -> FlowRecord {

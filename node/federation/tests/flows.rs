@@ -90,7 +90,9 @@ async fn start(
     postgres: bool,
 ) -> (LocalNode, LocalNode, LocalNode) {
     let policies = xy_policy::PolicySet::builtin().unwrap();
-    let themes = default_themes(&["510100", "510700"], &policies);
+    // Chengdu subscribed to every category; Mianyang, at first, to penalties only.
+    let mut themes = default_themes(&["510100", "510700"], &policies);
+    themes[1].categories = vec!["xzcf".into()];
     let location = |member: &'static str| async move {
         if postgres {
             let name = format!("flows_{member}");
@@ -204,12 +206,46 @@ async fn the_whole_loop(postgres: bool) {
         "two cross-source duplicates"
     );
     assert_eq!(counts.base, 752 - 1 - 2);
-    assert_eq!(
-        counts.themed,
-        2 * counts.base,
-        "both themes take every category"
-    );
+    let penalties = 552 - 1 - 2;
+    assert_eq!(counts.themed, counts.base + penalties);
     assert_eq!(counts.ungoverned, 0);
+    assert_eq!(
+        chengdu
+            .node
+            .stores
+            .return_flow
+            .record_count()
+            .await
+            .unwrap(),
+        counts.base
+    );
+    assert_eq!(
+        mianyang
+            .node
+            .stores
+            .return_flow
+            .record_count()
+            .await
+            .unwrap(),
+        penalties
+    );
+    // The batch Mianyang got, as it was sent (replayed below).
+    let replay = province
+        .node
+        .build_batch(Flow::Return, "510700", Cursor::START)
+        .await
+        .unwrap()
+        .unwrap();
+    // Mianyang's subscription to licences is granted: its theme is filled from the base store
+    // and the next round returns the licences too.
+    let policies = xy_policy::PolicySet::builtin().unwrap();
+    let added = province
+        .node
+        .set_themes(default_themes(&["510100", "510700"], &policies))
+        .await
+        .unwrap();
+    assert_eq!(added, [("return_510700".to_owned(), 200)]);
+    round(&province, [&chengdu, &mianyang]).await;
     for p in [&chengdu, &mianyang] {
         assert_eq!(
             p.node.stores.return_flow.record_count().await.unwrap(),
@@ -274,12 +310,6 @@ async fn the_whole_loop(postgres: bool) {
     assert_eq!(again.batches, 0);
 
     // A replayed batch is applied once; a tampered one is refused and recorded as an exception.
-    let replay = province
-        .node
-        .build_batch(Flow::Return, "510700", Cursor::START)
-        .await
-        .unwrap()
-        .unwrap();
     let connection = province.connect(&mianyang).await.unwrap();
     connection
         .send_bulk(b"flow.batch", [replay.encode()])

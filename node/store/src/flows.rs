@@ -263,6 +263,57 @@ impl FlowWriter {
             .is_some())
     }
 
+    /// The flow, sender and cursor range of applied batch `batch_id`.
+    pub async fn batch_range(
+        &self,
+        batch_id: &str,
+    ) -> Result<Option<(String, String, Cursor, Cursor)>, StoreError> {
+        let sql = self.sql(
+            "SELECT flow, sender, after_major, after_minor, through_major, through_minor FROM flow_batches WHERE batch_id = ?",
+        );
+        let row = sqlx::query(&sql)
+            .bind(batch_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get("flow")?,
+                r.try_get("sender")?,
+                Cursor {
+                    major: r.try_get("after_major")?,
+                    minor: r.try_get("after_minor")?,
+                },
+                Cursor {
+                    major: r.try_get("through_major")?,
+                    minor: r.try_get("through_minor")?,
+                },
+            ))
+        })
+        .transpose()
+    }
+
+    /// Every cursor of this store: (flow, sender, cursor, when it last moved).
+    pub async fn cursors(&self) -> Result<Vec<(String, String, Cursor, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT flow, sender, major, minor, updated_at FROM flow_cursors ORDER BY flow, sender",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("flow")?,
+                    r.try_get("sender")?,
+                    Cursor {
+                        major: r.try_get("major")?,
+                        minor: r.try_get("minor")?,
+                    },
+                    r.try_get("updated_at")?,
+                ))
+            })
+            .collect()
+    }
+
     /// The statements recording an applied batch and moving the sender's cursor.
     pub fn acknowledge(
         header: &xy_exchange::BatchHeader,
@@ -271,11 +322,16 @@ impl FlowWriter {
     ) -> Vec<Statement> {
         vec![
             Statement::new(
-                "INSERT INTO flow_batches (batch_id, flow, sender, row_count, digest, applied_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO flow_batches (batch_id, flow, sender, after_major, after_minor, through_major, through_minor, row_count, digest, applied_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 vec![
                     batch_id.into(),
                     header.flow.as_str().into(),
                     header.sender.as_str().into(),
+                    header.after.major.into(),
+                    header.after.minor.into(),
+                    header.through.major.into(),
+                    header.through.minor.into(),
                     (header.rows as i64).into(),
                     header.digest.as_str().into(),
                     at.into(),

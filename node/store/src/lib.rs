@@ -21,6 +21,7 @@ pub mod datalog;
 mod db;
 pub mod flows;
 mod keys;
+mod lineage;
 mod native;
 mod province;
 pub mod quality;

@@ -455,6 +455,84 @@ impl ProvinceStore {
         })
     }
 
+    /// Bring the theme stores in line with `themes` (from the catalogue's granted
+    /// subscriptions): a theme that is new or takes new categories is filled with the base
+    /// store's records of those categories (duplicates left out), which the next return flow
+    /// then carries. A category no longer subscribed stops flowing; what was returned stays.
+    /// Returns the rows added per theme.
+    pub async fn sync_themes(
+        &self,
+        themes: &[Theme],
+        at: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let _guard = self.writer.lock().await;
+        let mut added = Vec::new();
+        for theme in themes {
+            let sql = self
+                .writer
+                .sql("SELECT categories FROM theme_definitions WHERE name = ?");
+            let known: Vec<String> = match sqlx::query(&sql)
+                .bind(theme.name.clone())
+                .fetch_optional(self.writer.pool())
+                .await?
+            {
+                Some(row) => {
+                    let text: String = row.try_get("categories")?;
+                    serde_json::from_str(&text).unwrap_or_default()
+                }
+                None => Vec::new(),
+            };
+            let new: Vec<&String> = theme
+                .categories
+                .iter()
+                .filter(|c| !known.contains(c))
+                .collect();
+            let mut statements = Vec::new();
+            let mut fills = Vec::new();
+            if !new.is_empty() {
+                let theme_key = serde_json::to_string(&theme.name).unwrap_or_default();
+                for category in &new {
+                    fills.push(statements.len());
+                    statements.push(Statement::new(
+                        "INSERT INTO theme_records (theme, gid, seq, version, category, status, source_unit, subject_code, document_number, \
+                         decision_date, payload, personal, lineage) \
+                         SELECT ?, gid, (SELECT COALESCE(MAX(seq), 0) FROM theme_records) + ROW_NUMBER() OVER (ORDER BY seq), version, category, \
+                         status, source_unit, subject_code, document_number, decision_date, payload, personal, \
+                         substr(lineage, 1, length(lineage) - 1) || ',\"theme\":' || ? || '}' \
+                         FROM base_records WHERE category = ? AND duplicate_of IS NULL \
+                         ON CONFLICT (theme, gid) DO NOTHING",
+                        vec![
+                            theme.name.clone().into(),
+                            theme_key.clone().into(),
+                            (*category).clone().into(),
+                        ],
+                    ));
+                }
+            }
+            let mut categories = known.clone();
+            categories.extend(new.iter().map(|c| (*c).clone()));
+            categories.retain(|c| theme.categories.contains(c));
+            if categories == known && new.is_empty() {
+                continue;
+            }
+            statements.push(Statement::new(
+                "INSERT INTO theme_definitions (name, categories, updated_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET categories = excluded.categories, updated_at = excluded.updated_at",
+                vec![
+                    theme.name.clone().into(),
+                    serde_json::to_string(&categories).unwrap_or_default().into(),
+                    at.into(),
+                ],
+            ));
+            let affected = self.writer.run(statements).await?;
+            added.push((
+                theme.name.clone(),
+                fills.iter().map(|&i| affected[i]).sum::<u64>(),
+            ));
+        }
+        Ok(added)
+    }
+
     /// Record an exception a receiver reported for a batch this node sent.
     pub async fn record_sent_exception(
         &self,

@@ -308,6 +308,37 @@ impl ReturnFlowStore {
         crate::flows::held_after(&self.writer, "records", None, seq, limit).await
     }
 
+    /// Current records of a subject (USCC), or all, in change order, at most `limit`.
+    pub async fn query(
+        &self,
+        subject_code: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<HeldRecord>, StoreError> {
+        let columns = HeldRecord::COLUMNS;
+        let rows = match subject_code {
+            Some(code) => {
+                let sql = self.writer.sql(&format!(
+                    "SELECT {columns} FROM records WHERE subject_code = ? ORDER BY seq LIMIT ?"
+                ));
+                sqlx::query(&sql)
+                    .bind(code.to_owned())
+                    .bind(limit)
+                    .fetch_all(self.writer.pool())
+                    .await?
+            }
+            None => {
+                let sql = self.writer.sql(&format!(
+                    "SELECT {columns} FROM records ORDER BY seq LIMIT ?"
+                ));
+                sqlx::query(&sql)
+                    .bind(limit)
+                    .fetch_all(self.writer.pool())
+                    .await?
+            }
+        };
+        rows.iter().map(HeldRecord::from_row).collect()
+    }
+
     /// The current record `gid`.
     pub async fn record(&self, gid: &str) -> Result<Option<HeldRecord>, StoreError> {
         crate::flows::held(&self.writer, "records", gid).await

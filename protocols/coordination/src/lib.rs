@@ -143,6 +143,38 @@ pub struct GlobalConfig {
     pub nodes: Vec<NodeEntry>,
     /// Versions of the shared policies in force.
     pub policy_versions: std::collections::BTreeMap<String, u32>,
+    /// The granted subscriptions of the catalogue that feed the return flow: the province's
+    /// return-flow theme of each prefecture takes these categories.
+    #[serde(default)]
+    pub return_subscriptions: Vec<ReturnSubscription>,
+}
+
+/// A granted catalogue subscription of a prefecture, as the return flow uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnSubscription {
+    /// The subscribing prefecture.
+    pub jurisdiction: String,
+    /// The resource code.
+    pub resource: String,
+    /// The record categories the resource covers (its `category:<code>` tags).
+    pub categories: Vec<String>,
+}
+
+impl GlobalConfig {
+    /// The categories each prefecture's return flow takes, by jurisdiction (sorted, deduplicated).
+    pub fn return_categories(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for s in &self.return_subscriptions {
+            out.entry(s.jurisdiction.clone())
+                .or_default()
+                .extend(s.categories.iter().cloned());
+        }
+        for categories in out.values_mut() {
+            categories.sort();
+            categories.dedup();
+        }
+        out
+    }
 }
 
 /// The configuration as served: its exact JSON text and the CA's SM2 signature over it (hex).

@@ -91,6 +91,10 @@ CREATE TABLE flow_batches (
     batch_id TEXT PRIMARY KEY,
     flow TEXT NOT NULL,
     sender TEXT NOT NULL,
+    after_major BIGINT NOT NULL,
+    after_minor BIGINT NOT NULL,
+    through_major BIGINT NOT NULL,
+    through_minor BIGINT NOT NULL,
     row_count BIGINT NOT NULL,
     digest TEXT NOT NULL,
     applied_at TEXT NOT NULL
@@ -110,4 +114,12 @@ CREATE TABLE sent_exceptions (
     flow TEXT NOT NULL,
     reason TEXT NOT NULL,
     at TEXT NOT NULL
+);
+
+-- The categories each theme takes, as last synchronised (a theme that gains categories is filled
+-- from the base store).
+CREATE TABLE theme_definitions (
+    name TEXT PRIMARY KEY,
+    categories TEXT NOT NULL,
+    updated_at TEXT NOT NULL
 );

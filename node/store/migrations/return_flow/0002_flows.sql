@@ -19,6 +19,10 @@ CREATE TABLE flow_batches (
     batch_id TEXT PRIMARY KEY,
     flow TEXT NOT NULL,
     sender TEXT NOT NULL,
+    after_major BIGINT NOT NULL,
+    after_minor BIGINT NOT NULL,
+    through_major BIGINT NOT NULL,
+    through_minor BIGINT NOT NULL,
     row_count BIGINT NOT NULL,
     digest TEXT NOT NULL,
     applied_at TEXT NOT NULL
