@@ -592,15 +592,17 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .or(node.config.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:8640".into());
-    serve_node(node, &listen, None).await?;
+    serve_node(node, &listen, None, None).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Serve the API of `node` until Ctrl-C (or until `stop` resolves).
+/// Serve the API of `node` until Ctrl-C (or until `stop` resolves). `flows` names the flow views
+/// of a node whose flows run elsewhere (the demo); `serve` sets them from `[flows]`.
 pub(crate) async fn serve_node(
     node: Node,
     listen: &str,
     stop: Option<tokio::sync::oneshot::Receiver<()>>,
+    flows: Option<xy_node_api::FlowViews>,
 ) -> anyhow::Result<()> {
     let token = config::api_token(&node.data_dir)?;
     let max_upload = node.config.max_upload_mib.unwrap_or(1024) * 1024 * 1024;
@@ -618,6 +620,9 @@ pub(crate) async fn serve_node(
             node.data_dir.join("reports"),
             Duration::from_secs(every.max(1)),
         );
+    }
+    if let Some(views) = flows {
+        state.set_flows(views);
     }
     if let Some(peer) = &node.config.peer {
         if let Some(coordinator) = &peer.coordinator {

@@ -272,37 +272,64 @@ async fn kill_during_ingest_leaves_no_partial_batch() {
 }
 
 #[test]
-fn demo_runs_and_exits() {
+fn demo_runs_the_whole_loop_and_accounts_for_every_row() {
     let dir = tempfile::tempdir().unwrap();
     let dd = dir.path().join("demo").display().to_string();
-    let out = ok(&[
+    let args = [
         "demo",
         "--data-dir",
         &dd,
         "--exit-when-done",
         "--rows",
         "300",
-    ]);
+    ];
+    let out = ok(&args);
     for needle in [
-        "ingest",
         "v1 fields mapped",
         "csv/gb18030",
-        "数据质量报告",
-        "chain intact",
+        "SM3 chain intact",
+        "enrolled",
+        "return_510700 takes [\"xzcf\"]",
+        "G03",
+        "3 duplicates",
         "********",
+        "\"share\"",
     ] {
         assert!(out.contains(needle), "demo output lacks {needle:?}:\n{out}");
     }
-    // A second run finds every valid row already there.
-    let again = ok(&[
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("SUMMARY "))
+        .expect("a SUMMARY line");
+    let value = |key: &str| -> i64 {
+        summary
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{key} in {summary}"))
+    };
+    assert_eq!(value("lost"), 0, "{summary}");
+    assert_eq!(value("ingested"), 5 * 300 + 4, "{summary}");
+    assert!(
+        value("shared") > 1000 && value("governed") == value("shared"),
+        "{summary}"
+    );
+    assert!(value("returned") > value("shared"), "{summary}");
+    assert!(value("scenario") > 0, "{summary}");
+    // A second run replaces the first; a directory the demo did not make is refused.
+    let again = ok(&args);
+    assert!(again.contains("lost=0"), "{again}");
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("keep.txt"), "mine").unwrap();
+    let refused = node(&[
         "demo",
         "--data-dir",
-        &dd,
+        &other.display().to_string(),
         "--exit-when-done",
-        "--rows",
-        "300",
     ]);
-    assert!(again.contains(" 0 stored"), "{again}");
+    assert!(!refused.status.success());
+    assert!(other.join("keep.txt").exists());
 }
 
 #[test]
@@ -382,6 +409,10 @@ fn help_lists_the_commands() {
         "demo",
         "pki",
         "tls",
+        "flows",
+        "lineage",
+        "retract",
+        "work-orders",
     ] {
         assert!(help.contains(cmd), "{cmd}");
     }

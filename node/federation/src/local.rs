@@ -19,8 +19,10 @@ use crate::{FederationError, NodeServices};
 
 /// One node of a local federation.
 pub struct LocalNode {
-    /// Its member name in the development PKI (`province`, `chengdu`, `mianyang`).
+    /// Its member name (`province`, `chengdu`, `mianyang`).
     pub member: String,
+    /// The DNS name in its certificate.
+    pub server_name: String,
     /// Its data directory.
     pub dir: PathBuf,
     /// Its flow context (stores, keys, policies).
@@ -87,6 +89,29 @@ impl LocalNode {
         clock: Clock,
     ) -> Result<Self, FederationError> {
         let credentials = member_credentials(layout, member)?;
+        Self::start_with(
+            credentials,
+            member,
+            &server_name(member),
+            dir,
+            location,
+            themes,
+            clock,
+        )
+        .await
+    }
+
+    /// Start a node with `credentials` (issued by any CA), named `member`, whose certificate
+    /// carries `server_name`.
+    pub async fn start_with(
+        credentials: Credentials,
+        member: &str,
+        server_name: &str,
+        dir: &Path,
+        location: StoreLocation,
+        themes: Vec<Theme>,
+        clock: Clock,
+    ) -> Result<Self, FederationError> {
         let identity = credentials.identity().cloned().ok_or_else(|| {
             FederationError::Unauthorized(format!("{member}'s certificate names no jurisdiction"))
         })?;
@@ -117,6 +142,7 @@ impl LocalNode {
         tokio::spawn(async move { serving.serve(services).await });
         Ok(Self {
             member: member.to_owned(),
+            server_name: server_name.to_owned(),
             dir: dir.to_path_buf(),
             node,
             ingestor,
@@ -127,10 +153,7 @@ impl LocalNode {
 
     /// A connection from this node to `peer`.
     pub async fn connect(&self, peer: &LocalNode) -> Result<PeerConnection, FederationError> {
-        Ok(self
-            .endpoint
-            .connect(peer.addr, &server_name(&peer.member))
-            .await?)
+        Ok(self.endpoint.connect(peer.addr, &peer.server_name).await?)
     }
 
     /// Push `flow` to `peer` over a fresh connection.
