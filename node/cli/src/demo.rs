@@ -416,9 +416,7 @@ fn uscc(base: &str) -> String {
 
 /// Rows a department of Chengdu also reported to Mianyang, and a fine typed in yuan instead of
 /// ten thousand yuan.
-fn crafted_rows(
-    inbox: &Path,
-) -> anyhow::Result<(CraftedFile, CraftedFile)> {
+fn crafted_rows(inbox: &Path) -> anyhow::Result<(CraftedFile, CraftedFile)> {
     let (today, _) = now_cst();
     let mut config = SynthConfig::new(11, Kind::Penalty, today);
     for defect in Defect::REJECTING {

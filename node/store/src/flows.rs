@@ -772,12 +772,21 @@ pub(crate) fn count_upserts(affected: &[u64], upserts: &[usize]) -> (u64, u64) {
     (applied, upserts.len() as u64 - applied)
 }
 
-/// Row count and SM3 over the sorted `(gid, version, status, payload)` of a flow table, to compare
-/// two stores holding the same records.
-pub async fn table_digest(pool: &AnyPool, table: &str) -> Result<(i64, String), StoreError> {
+/// Row count and SM3 over the sorted `(gid, version, status, payload)` of the rows `select`
+/// returns (it selects those four columns ordered by gid, with at most one `?` bound to `bind`),
+/// to compare two stores holding the same records.
+pub(crate) async fn rows_digest(
+    writer: &FlowWriter,
+    select: &str,
+    bind: Option<&str>,
+) -> Result<(i64, String), StoreError> {
     use futures::TryStreamExt;
-    let sql = format!("SELECT gid, version, status, payload FROM {table} ORDER BY gid");
-    let mut rows = sqlx::query(&sql).fetch(pool);
+    let sql = writer.sql(select);
+    let mut query = sqlx::query(&sql);
+    if let Some(value) = bind {
+        query = query.bind(value.to_owned());
+    }
+    let mut rows = query.fetch(writer.pool());
     let mut hasher = xy_shangmi::Sm3Hasher::new();
     let mut n = 0i64;
     while let Some(row) = rows.try_next().await? {

@@ -398,6 +398,17 @@ impl ProvinceStore {
         held_after(&self.writer, "theme_records", Some(theme), seq, limit).await
     }
 
+    /// Row count and SM3 over the sorted `(gid, version, status, payload)` of a theme, to compare
+    /// with the return-flow store it was returned to.
+    pub async fn theme_digest(&self, theme: &str) -> Result<(i64, String), StoreError> {
+        crate::flows::rows_digest(
+            &self.writer,
+            "SELECT gid, version, status, payload FROM theme_records WHERE theme = ? ORDER BY gid",
+            Some(theme),
+        )
+        .await
+    }
+
     /// The record `gid` in the raw and base stores and in every theme: `(store, record)`.
     pub async fn locate(&self, gid: &str) -> Result<Vec<(String, HeldRecord)>, StoreError> {
         let mut found = Vec::new();

@@ -364,9 +364,14 @@ impl ReturnFlowStore {
             .collect()
     }
 
-    /// Rows of `(gid, version, status, payload)` of every current record, sorted by gid, for
-    /// comparing two stores.
+    /// Row count and SM3 over the sorted `(gid, version, status, payload)` of every current
+    /// record, to compare with the theme it was returned from.
     pub async fn digest(&self) -> Result<(i64, String), StoreError> {
-        crate::flows::table_digest(self.writer.pool(), "records").await
+        crate::flows::rows_digest(
+            &self.writer,
+            "SELECT gid, version, status, payload FROM records ORDER BY gid",
+            None,
+        )
+        .await
     }
 }
