@@ -31,7 +31,7 @@ fn free_udp_port() -> u16 {
 }
 
 fn record(i: usize) -> FlowRecord {
-    let person = i % 5 == 0;
+    let person = i.is_multiple_of(5);
     FlowRecord {
         gid: xy_federation::flows::gid("510100", i as i64 + 1),
         version: 1,
@@ -52,7 +52,6 @@ fn record(i: usize) -> FlowRecord {
 
 /// The province's stores with `ROWS` records governed into 绵阳's return theme.
 async fn seed_province(layout: &PkiLayout, dir: &Path) -> (i64, String) {
-    let started = Instant::now();
     let policies = xy_policy::PolicySet::builtin().unwrap();
     let clock: xy_federation::flows::Clock =
         Arc::new(|| ("2026-11-26T10:00:00+08:00".into(), devpki::unix_now()));
