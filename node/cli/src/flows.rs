@@ -220,6 +220,8 @@ pub(crate) enum FlowsCommand {
     /// Run one round now (the province governs and returns; a prefecture shares and extracts)
     /// and exit.
     Run(NodeArgs),
+    /// Govern what the province's raw store received and has not governed yet (province).
+    Govern(NodeArgs),
     /// The exceptions of the return flow (batches that failed verification, records that could
     /// not be mapped).
     Exceptions {
@@ -310,6 +312,20 @@ pub(crate) async fn command(command: FlowsCommand) -> anyhow::Result<ExitCode> {
             }
             endpoint.close();
             endpoint.wait_idle().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        FlowsCommand::Govern(args) => {
+            let (_, flow_node, _) = open_flow_node(&args).await?;
+            anyhow::ensure!(
+                flow_node.role == Role::ProvinceNode,
+                "governance runs on the province node; this is a {}",
+                flow_node.role
+            );
+            let step = flow_node.govern_pending().await?;
+            println!(
+                "governance: {} read, {} passed ({} duplicates), {} failed (work orders), {} orders closed",
+                step.read, step.passed, step.duplicates, step.failed, step.closed_orders
+            );
             Ok(ExitCode::SUCCESS)
         }
         FlowsCommand::Exceptions { node, all } => {

@@ -230,3 +230,24 @@ fn batch_files_open_only_for_their_recipient() {
     tampered[at] ^= 1;
     assert!(open_file(&province, &tampered).is_err());
 }
+
+#[test]
+fn mutated_batches_never_verify_and_never_panic() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let p = pki(&mut rng, "510100");
+    let records: Vec<FlowRecord> = (0..20).map(|i| record(&mut rng, i)).collect();
+    let good = batch(&p, &records).encode();
+    for _ in 0..2000 {
+        let mut bytes = good.clone();
+        for _ in 0..rng.random_range(1..4) {
+            let at = rng.random_range(0..bytes.len());
+            bytes[at] ^= 1 << rng.random_range(0..8);
+        }
+        if let Ok(decoded) = SignedBatch::decode(&bytes) {
+            assert!(
+                decoded.verify(&[&p.ca]).is_err(),
+                "a mutated batch verified"
+            );
+        }
+    }
+}
