@@ -429,7 +429,7 @@ pub(crate) async fn start_peer_endpoint(
         }
     });
     if let Some(coordinator) = &peer.coordinator {
-        start_coordinator_link(node, peer, coordinator, &jurisdiction)?;
+        start_coordinator_link(node, peer, coordinator, &jurisdiction, flow_node.clone())?;
     }
     let addr = endpoint.local_addr()?;
     let serving = endpoint.clone();
@@ -484,6 +484,7 @@ fn start_coordinator_link(
     peer: &crate::config::PeerConfig,
     coordinator: &crate::config::CoordinatorConfig,
     jurisdiction: &str,
+    flow_node: Option<std::sync::Arc<xy_federation::FlowNode>>,
 ) -> anyhow::Result<()> {
     let key = read_private_key(&resolve_in(&node.data_dir, &peer.key))?;
     let certificate_pem = std::fs::read_to_string(resolve_in(&node.data_dir, &peer.cert))?;
@@ -498,8 +499,35 @@ fn start_coordinator_link(
         loop {
             ticks.tick().await;
             let now = xy_transport::devpki::unix_now();
-            if let Err(e) = client.current_config(now).await {
-                tracing::warn!(error = %e, "no usable global configuration");
+            match client.current_config(now).await {
+                Ok((config, _)) => {
+                    // On the province, the return themes follow the catalogue's granted
+                    // subscriptions (when it has any; else the [peer] prefectures' categories).
+                    if let Some(flow_node) = &flow_node
+                        && flow_node.role == xy_gmtls::pki::Role::ProvinceNode
+                        && !config.return_subscriptions.is_empty()
+                    {
+                        let themes = config
+                            .return_categories()
+                            .into_iter()
+                            .map(|(jurisdiction, categories)| xy_store::Theme {
+                                name: xy_federation::return_theme(&jurisdiction),
+                                categories,
+                            })
+                            .collect();
+                        match flow_node.set_themes(themes).await {
+                            Ok(added) => {
+                                for (theme, rows) in added.into_iter().filter(|(_, n)| *n > 0) {
+                                    tracing::info!(%theme, rows, "theme filled for a new subscription");
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "updating the return themes failed")
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "no usable global configuration"),
             }
             let yesterday = (crate::config::now_cst().0 - chrono::Duration::days(1))
                 .format("%Y-%m-%d")
