@@ -23,19 +23,9 @@ use xy_transport::devpki;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("XY_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
-    let rows: usize = std::env::var("XY_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    xy_benches::init_logging();
+    let rows = xy_benches::rows(1_000_000);
+    let runtime = xy_benches::runtime()?;
     runtime.block_on(run(rows))
 }
 

@@ -615,19 +615,10 @@ fn held_view(
         serde_json::from_str(&record.payload).unwrap_or_default();
     let (personal, _) =
         xy_store::flows::open_personal(keys, &record.gid, record.personal.as_deref())?;
-    if let Some(personal) = personal
-        && let Ok(serde_json::Value::Object(personal)) = serde_json::from_str(&personal)
-    {
-        for (k, v) in personal {
-            let v = match v {
-                serde_json::Value::String(s) => {
-                    serde_json::Value::String(xy_policy::identifiers::mask_id_number(&s))
-                }
-                other => other,
-            };
-            fields.insert(k, v);
-        }
-    }
+    let personal = personal
+        .and_then(|p| serde_json::from_str(&p).ok())
+        .unwrap_or_default();
+    xy_ingest::view::disclose(&mut fields, personal, Disclosure::Masked);
     Ok(serde_json::json!({
         "gid": record.gid,
         "version": record.version,

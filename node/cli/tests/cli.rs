@@ -2,54 +2,20 @@
 //! an ingest, audit verification, queries, and the demo.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_xinyong-node");
+mod common;
 
-fn node(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("XY_DATABASE_URL")
-        .output()
-        .expect("run xinyong-node")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = node(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use common::{BIN, node, ok};
 
 fn data_dir(dir: &Path) -> String {
     dir.join("node").display().to_string()
 }
 
+/// The integer `sql` selects from the node's collection store.
 async fn count(dir: &Path, sql: &str) -> i64 {
-    use sqlx::Row;
-    sqlx::any::install_default_drivers();
-    let url = format!(
-        "sqlite://{}?mode=ro",
-        dir.join("node/stores/collection.db").display()
-    );
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .unwrap();
-    let n = sqlx::query(sql)
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-        .try_get::<i64, _>(0)
-        .unwrap();
-    pool.close().await;
-    n
+    common::count(&dir.join("node/stores/collection.db"), sql).await
 }
 
 #[test]

@@ -18,7 +18,9 @@ use xy_exchange::{Cursor, Flow, FlowRecord, Signer};
 use xy_federation::local::{LocalNode, default_themes, member_credentials};
 use xy_transport::devpki::{self, PkiLayout};
 
-const BIN: &str = env!("CARGO_BIN_EXE_xinyong-node");
+mod common;
+
+use common::BIN;
 const ROWS: usize = 1_000_000;
 const KILLS: usize = 5;
 
@@ -105,19 +107,13 @@ async fn seed_province(layout: &PkiLayout, dir: &Path) -> (i64, String) {
 }
 
 fn write_config(dir: &Path, layout: &PkiLayout, member: &str, port: u16, extra: &str) {
-    let files = layout.member(member);
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("node.toml"),
-        format!(
-            "listen = \"127.0.0.1:0\"\n\n[peer]\nlisten = \"127.0.0.1:{port}\"\ncert = {:?}\nkey = {:?}\nca = {:?}\ncrl = {:?}\n{extra}\n[flows]\ninterval_secs = 1\n",
-            files.cert,
-            files.key,
-            layout.ca_cert(),
-            layout.crl(),
-        ),
-    )
-    .unwrap();
+    common::write_node_config(
+        dir,
+        layout,
+        member,
+        &format!("127.0.0.1:{port}"),
+        &format!("{extra}\n[flows]\ninterval_secs = 1\n"),
+    );
 }
 
 fn serve(dir: &Path, log: &Path) -> Child {
@@ -132,23 +128,9 @@ fn serve(dir: &Path, log: &Path) -> Child {
 
 /// Records in 绵阳's return-flow store, read while the node may be running or dead.
 async fn returned(db: &Path) -> i64 {
-    if !db.exists() {
-        return 0;
-    }
-    let url = format!("sqlite://{}?mode=ro", db.display());
-    let Ok(pool) = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
+    common::count(db, "SELECT COUNT(*) FROM records")
         .await
-    else {
-        return 0;
-    };
-    let n = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM records")
-        .fetch_one(&pool)
-        .await
-        .unwrap_or(0);
-    pool.close().await;
-    n
+        .max(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

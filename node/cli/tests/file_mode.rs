@@ -5,42 +5,57 @@
 //! file are refused or applied once.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use xy_transport::devpki::{self, PkiLayout};
 
-const BIN: &str = env!("CARGO_BIN_EXE_xinyong-node");
+mod common;
 
-fn node(args: &[&str]) -> std::process::Output {
-    Command::new(BIN).args(args).output().unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = node(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{node, ok};
 
 fn write_config(dir: &Path, layout: &PkiLayout, member: &str, extra: &str) -> String {
-    let files = layout.member(member);
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("node.toml"),
-        format!(
-            "[peer]\nlisten = \"127.0.0.1:0\"\ncert = {:?}\nkey = {:?}\nca = {:?}\ncrl = {:?}\n{extra}\n[flows]\n",
-            files.cert,
-            files.key,
-            layout.ca_cert(),
-            layout.crl(),
-        ),
+    common::write_node_config(
+        dir,
+        layout,
+        member,
+        "127.0.0.1:0",
+        &format!("{extra}\n[flows]\n"),
     )
-    .unwrap();
-    dir.display().to_string()
+}
+
+/// `flows export` of `flow` from `data_dir` for the holder of `recipient_cert` into `out`,
+/// after `after` when given: the files written and the last `through` cursor printed.
+fn export(
+    data_dir: &str,
+    flow: &str,
+    recipient_cert: &str,
+    out: &Path,
+    after: Option<&str>,
+) -> (Vec<String>, String) {
+    let out_text = out.display().to_string();
+    let mut args = vec![
+        "flows",
+        "export",
+        "--data-dir",
+        data_dir,
+        "--flow",
+        flow,
+        "--recipient-cert",
+        recipient_cert,
+        "--out",
+        &out_text,
+    ];
+    if let Some(after) = after {
+        args.extend(["--after", after]);
+    }
+    let printed = ok(&args);
+    (files_in(out), last_through(&printed))
+}
+
+/// `flows import` of `files` at `data_dir`.
+fn import(data_dir: &str, files: &[String]) -> std::process::Output {
+    let mut args = vec!["flows", "import", "--data-dir", data_dir];
+    args.extend(files.iter().map(String::as_str));
+    node(&args)
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
@@ -85,38 +100,22 @@ fn batch_files_carry_shares_returns_and_retractions() {
     ok(&["ingest", &input, "--data-dir", &chengdu]);
 
     // 成都 → province, as files.
-    let up = root.path().join("up");
-    let export = ok(&[
-        "flows",
-        "export",
-        "--data-dir",
+    let (files, shared_through) = export(
         &chengdu,
-        "--flow",
         "share",
-        "--recipient-cert",
         &cert("province"),
-        "--out",
-        &up.display().to_string(),
-    ]);
-    let shared_through = last_through(&export);
-    let files = files_in(&up);
+        &root.path().join("up"),
+        None,
+    );
     assert!(!files.is_empty());
     // Sealed for the province: 绵阳 cannot open them.
-    let refused = node(
-        &[
-            &["flows", "import", "--data-dir", &mianyang][..],
-            &[files[0].as_str()],
-        ]
-        .concat(),
-    );
-    assert!(!refused.status.success());
-    let mut args = vec!["flows", "import", "--data-dir", &province];
-    args.extend(files.iter().map(String::as_str));
-    let imported = ok(&args);
-    assert!(imported.contains("applied"), "{imported}");
+    assert!(!import(&mianyang, &files[..1]).status.success());
+    let imported = import(&province, &files);
+    assert!(imported.status.success());
+    assert!(String::from_utf8_lossy(&imported.stdout).contains("applied"));
     // The same files again: applied before, nothing changes.
-    let again = ok(&args);
-    assert!(again.contains("(applied before)"), "{again}");
+    let again = import(&province, &files);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("(applied before)"));
     // A tampered file is refused.
     let mut bytes = std::fs::read(&files[0]).unwrap();
     let at = bytes.len() / 2;
@@ -124,39 +123,23 @@ fn batch_files_carry_shares_returns_and_retractions() {
     let tampered = root.path().join("tampered.xyb");
     std::fs::write(&tampered, bytes).unwrap();
     assert!(
-        !node(&[
-            "flows",
-            "import",
-            "--data-dir",
-            &province,
-            &tampered.display().to_string()
-        ])
-        .status
-        .success()
+        !import(&province, &[tampered.display().to_string()])
+            .status
+            .success()
     );
 
     let governed = ok(&["flows", "govern", "--data-dir", &province]);
     assert!(governed.contains("passed"), "{governed}");
 
     // Province → 绵阳, as files.
-    let down = root.path().join("down");
-    let export = ok(&[
-        "flows",
-        "export",
-        "--data-dir",
+    let (files, returned_through) = export(
         &province,
-        "--flow",
         "return",
-        "--recipient-cert",
         &cert("mianyang"),
-        "--out",
-        &down.display().to_string(),
-    ]);
-    let returned_through = last_through(&export);
-    let mut args = vec!["flows", "import", "--data-dir", &mianyang];
-    let files = files_in(&down);
-    args.extend(files.iter().map(String::as_str));
-    ok(&args);
+        &root.path().join("down"),
+        None,
+    );
+    assert!(import(&mianyang, &files).status.success());
     let status: serde_json::Value =
         serde_json::from_str(&ok(&["flows", "status", "--data-dir", &mianyang])).unwrap();
     let returned = status["return_flow"]["records"].as_i64().unwrap();
@@ -196,46 +179,24 @@ fn batch_files_carry_shares_returns_and_retractions() {
         "--reason",
         "决定已撤销",
     ]);
-    let up2 = root.path().join("up2");
-    ok(&[
-        "flows",
-        "export",
-        "--data-dir",
+    let (files, _) = export(
         &chengdu,
-        "--flow",
         "share",
-        "--recipient-cert",
         &cert("province"),
-        "--after",
-        &shared_through,
-        "--out",
-        &up2.display().to_string(),
-    ]);
-    let mut args = vec!["flows", "import", "--data-dir", &province];
-    let files = files_in(&up2);
+        &root.path().join("up2"),
+        Some(&shared_through),
+    );
     assert_eq!(files.len(), 1);
-    args.extend(files.iter().map(String::as_str));
-    ok(&args);
+    assert!(import(&province, &files).status.success());
     ok(&["flows", "govern", "--data-dir", &province]);
-    let down2 = root.path().join("down2");
-    ok(&[
-        "flows",
-        "export",
-        "--data-dir",
+    let (files, _) = export(
         &province,
-        "--flow",
         "return",
-        "--recipient-cert",
         &cert("mianyang"),
-        "--after",
-        &returned_through,
-        "--out",
-        &down2.display().to_string(),
-    ]);
-    let mut args = vec!["flows", "import", "--data-dir", &mianyang];
-    let files = files_in(&down2);
-    args.extend(files.iter().map(String::as_str));
-    ok(&args);
+        &root.path().join("down2"),
+        Some(&returned_through),
+    );
+    assert!(import(&mianyang, &files).status.success());
     let at_mianyang: serde_json::Value =
         serde_json::from_str(&ok(&["lineage", gid, "--data-dir", &mianyang])).unwrap();
     let copy = &at_mianyang["copies"][0];

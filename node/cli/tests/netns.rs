@@ -21,7 +21,9 @@ use rand::{Rng, SeedableRng};
 use tokio::net::UdpSocket;
 use xy_transport::devpki::{self, PkiLayout};
 
-const BIN: &str = env!("CARGO_BIN_EXE_xinyong-node");
+mod common;
+
+use common::{BIN, count};
 const NODE_PORT: u16 = 7443;
 
 fn run(args: &[&str]) {
@@ -219,19 +221,7 @@ async fn relay(
 }
 
 fn write_config(dir: &Path, layout: &PkiLayout, member: &str, extra: &str) {
-    let files = layout.member(member);
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("node.toml"),
-        format!(
-            "listen = \"127.0.0.1:0\"\n\n[peer]\nlisten = \"0.0.0.0:{NODE_PORT}\"\ncert = {:?}\nkey = {:?}\nca = {:?}\ncrl = {:?}\n{extra}",
-            files.cert,
-            files.key,
-            layout.ca_cert(),
-            layout.crl(),
-        ),
-    )
-    .unwrap();
+    common::write_node_config(dir, layout, member, &format!("0.0.0.0:{NODE_PORT}"), extra);
 }
 
 fn serve_in(namespace: &str, dir: &Path, log: &Path) -> Child {
@@ -243,26 +233,6 @@ fn serve_in(namespace: &str, dir: &Path, log: &Path) -> Child {
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap()
-}
-
-async fn count(db: &Path, sql: &str) -> i64 {
-    if !db.exists() {
-        return -1;
-    }
-    let url = format!("sqlite://{}?mode=ro", db.display());
-    let Ok(pool) = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-    else {
-        return -1;
-    };
-    let n = sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(&pool)
-        .await
-        .unwrap_or(-1);
-    pool.close().await;
-    n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -397,10 +397,7 @@ impl FlowNode {
                 _ => self.writer_for(flow)?.batch_applied(&batch_id).await?,
             };
             if applied {
-                return Ok(Applied {
-                    already_applied: true,
-                    ..Applied::default()
-                });
+                return Ok(Applied::before());
             }
             return Err(FederationError::OutOfOrder {
                 expected,

@@ -300,31 +300,17 @@ impl ScenarioDefinition {
             return None;
         }
         let mut fields: Map<String, Value> = serde_json::from_str(&record.payload).ok()?;
-        if self.masking == Masking::Masked
-            && let Ok((Some(personal), _)) =
+        let personal = match self.masking {
+            Masking::Masked => {
                 xy_store::flows::open_personal(keys, &record.gid, record.personal.as_deref())
-            && let Ok(Value::Object(personal)) = serde_json::from_str::<Value>(&personal)
-        {
-            for (k, v) in personal {
-                let v = match v {
-                    Value::String(s) => Value::String(xy_policy::identifiers::mask_id_number(&s)),
-                    other => other,
-                };
-                fields.insert(k, v);
+                    .ok()
+                    .and_then(|(personal, _)| personal)
+                    .and_then(|p| serde_json::from_str(&p).ok())
+                    .unwrap_or_default()
             }
-        }
-        let natural = fields
-            .iter()
-            .any(|(k, v)| k.ends_with("_XDR_LB") && v == "自然人");
-        if natural {
-            for (k, v) in fields.iter_mut() {
-                if k.ends_with("_XDR_MC")
-                    && let Value::String(s) = v
-                {
-                    *s = xy_ingest::view::mask_name(s);
-                }
-            }
-        }
+            Masking::Omit => Map::new(),
+        };
+        xy_ingest::view::disclose(&mut fields, personal, xy_ingest::view::Disclosure::Masked);
         if !self.fields.is_empty() {
             fields.retain(|k, _| self.fields.contains(k));
         }

@@ -23,29 +23,20 @@ pub fn mask_name(name: &str) -> String {
     }
 }
 
-/// The JSON view of a stored record: its metadata and all its fields.
-pub fn record_view(
-    record: &StoredRecord,
-    keys: &NodeKeys,
+/// Add a record's opened personal fields to its other `fields`, as `disclosure` allows: masked,
+/// identity numbers keep their region and check digits (`110105********002X`) and a natural
+/// person's name its surname; unmasked, everything in clear.
+pub fn disclose(
+    fields: &mut Map<String, Value>,
+    personal: Map<String, Value>,
     disclosure: Disclosure,
-) -> Result<Value, StoreError> {
-    let mut fields: Map<String, Value> = match &record.payload {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
-    };
-    if let Some(sealed) = &record.personal {
-        // The seal is bound to the record's business-key hash.
-        let key_hash = record_key_hash(record)?;
-        let plain = keys.open(key_hash.as_bytes(), sealed)?;
-        let personal: Map<String, Value> = serde_json::from_slice(&plain)
-            .map_err(|e| StoreError::Corrupt(format!("personal fields: {e}")))?;
-        for (k, v) in personal {
-            let v = match (disclosure, v) {
-                (Disclosure::Masked, Value::String(s)) => Value::String(mask_id_number(&s)),
-                (_, v) => v,
-            };
-            fields.insert(k, v);
-        }
+) {
+    for (k, v) in personal {
+        let v = match (disclosure, v) {
+            (Disclosure::Masked, Value::String(s)) => Value::String(mask_id_number(&s)),
+            (_, v) => v,
+        };
+        fields.insert(k, v);
     }
     if disclosure == Disclosure::Masked {
         let natural = fields
@@ -61,6 +52,29 @@ pub fn record_view(
             }
         }
     }
+}
+
+/// The JSON view of a stored record: its metadata and all its fields.
+pub fn record_view(
+    record: &StoredRecord,
+    keys: &NodeKeys,
+    disclosure: Disclosure,
+) -> Result<Value, StoreError> {
+    let mut fields: Map<String, Value> = match &record.payload {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    let personal = match &record.personal {
+        Some(sealed) => {
+            // The seal is bound to the record's business-key hash.
+            let key_hash = record_key_hash(record)?;
+            let plain = keys.open(key_hash.as_bytes(), sealed)?;
+            serde_json::from_slice(&plain)
+                .map_err(|e| StoreError::Corrupt(format!("personal fields: {e}")))?
+        }
+        None => Map::new(),
+    };
+    disclose(&mut fields, personal, disclosure);
     Ok(serde_json::json!({
         "id": record.id,
         "category": record.category,

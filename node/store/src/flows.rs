@@ -253,6 +253,16 @@ impl FlowWriter {
         })
     }
 
+    /// Take the write lock to apply batch `batch_id`; `None` when it was applied before (then
+    /// nothing is to be written).
+    pub async fn claim(
+        &self,
+        batch_id: &str,
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, StoreError> {
+        let guard = self.lock().await;
+        Ok((!self.batch_applied(batch_id).await?).then_some(guard))
+    }
+
     /// Whether batch `batch_id` was applied.
     pub async fn batch_applied(&self, batch_id: &str) -> Result<bool, StoreError> {
         let sql = self.sql("SELECT 1 AS one FROM flow_batches WHERE batch_id = ?");
@@ -657,6 +667,27 @@ pub async fn stored_versions(
     Ok(found)
 }
 
+/// Rows of `select` (a query ending in `{filter} ORDER BY … LIMIT ?`) — of one subject (USCC)
+/// when given, all otherwise —, at most `limit`.
+pub(crate) async fn rows_of_subject(
+    writer: &FlowWriter,
+    select: &str,
+    subject_code: Option<&str>,
+    limit: i64,
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    let filter = if subject_code.is_some() {
+        "WHERE subject_code = ?"
+    } else {
+        ""
+    };
+    let sql = writer.sql(&select.replace("{filter}", filter));
+    let mut query = sqlx::query(&sql);
+    if let Some(code) = subject_code {
+        query = query.bind(code.to_owned());
+    }
+    Ok(query.bind(limit).fetch_all(writer.pool()).await?)
+}
+
 /// Find the record `gid` in `table`.
 pub async fn held(
     writer: &FlowWriter,
@@ -685,6 +716,16 @@ pub struct Applied {
     pub exceptions: u64,
     /// The batch had been applied before; nothing changed.
     pub already_applied: bool,
+}
+
+impl Applied {
+    /// A batch applied before: acknowledged again, nothing written.
+    pub fn before() -> Self {
+        Self {
+            already_applied: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// A record of an incoming batch, mapped for this node, or refused with the reason.

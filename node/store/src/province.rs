@@ -82,13 +82,9 @@ impl ProvinceStore {
         rng: &mut impl RngCore,
     ) -> Result<Applied, StoreError> {
         let batch_id = batch.batch_id();
-        let _guard = self.writer.lock().await;
-        if self.writer.batch_applied(&batch_id).await? {
-            return Ok(Applied {
-                already_applied: true,
-                ..Applied::default()
-            });
-        }
+        let Some(_guard) = self.writer.claim(&batch_id).await? else {
+            return Ok(Applied::before());
+        };
         let mut seq = self.writer.max("raw_records", "seq").await?;
         let mut statements = Vec::with_capacity(records.len() + 2);
         let mut upserts = Vec::with_capacity(records.len());

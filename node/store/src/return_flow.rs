@@ -69,13 +69,9 @@ impl ReturnFlowStore {
         rng: &mut impl RngCore,
     ) -> Result<Applied, StoreError> {
         let batch_id = batch.batch_id();
-        let _guard = self.writer.lock().await;
-        if self.writer.batch_applied(&batch_id).await? {
-            return Ok(Applied {
-                already_applied: true,
-                ..Applied::default()
-            });
-        }
+        let Some(_guard) = self.writer.claim(&batch_id).await? else {
+            return Ok(Applied::before());
+        };
         let mut seq = self.writer.max("records", "seq").await?;
         let mut exception = self.writer.max("exceptions", "id").await?;
         let sender = batch.header.sender.clone();
@@ -314,28 +310,12 @@ impl ReturnFlowStore {
         subject_code: Option<&str>,
         limit: i64,
     ) -> Result<Vec<HeldRecord>, StoreError> {
-        let columns = HeldRecord::COLUMNS;
-        let rows = match subject_code {
-            Some(code) => {
-                let sql = self.writer.sql(&format!(
-                    "SELECT {columns} FROM records WHERE subject_code = ? ORDER BY seq LIMIT ?"
-                ));
-                sqlx::query(&sql)
-                    .bind(code.to_owned())
-                    .bind(limit)
-                    .fetch_all(self.writer.pool())
-                    .await?
-            }
-            None => {
-                let sql = self.writer.sql(&format!(
-                    "SELECT {columns} FROM records ORDER BY seq LIMIT ?"
-                ));
-                sqlx::query(&sql)
-                    .bind(limit)
-                    .fetch_all(self.writer.pool())
-                    .await?
-            }
-        };
+        let select = format!(
+            "SELECT {} FROM records {{filter}} ORDER BY seq LIMIT ?",
+            HeldRecord::COLUMNS
+        );
+        let rows =
+            crate::flows::rows_of_subject(&self.writer, &select, subject_code, limit).await?;
         rows.iter().map(HeldRecord::from_row).collect()
     }
 

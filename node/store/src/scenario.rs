@@ -162,26 +162,13 @@ impl ScenarioStore {
         subject_code: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ScenarioRecord>, StoreError> {
-        let base = "SELECT gid, version, category, subject_code, payload, lineage FROM records";
-        let rows = match subject_code {
-            Some(code) => {
-                let sql = self.writer.sql(&format!(
-                    "{base} WHERE subject_code = ? ORDER BY gid LIMIT ?"
-                ));
-                sqlx::query(&sql)
-                    .bind(code.to_owned())
-                    .bind(limit)
-                    .fetch_all(self.writer.pool())
-                    .await?
-            }
-            None => {
-                let sql = self.writer.sql(&format!("{base} ORDER BY gid LIMIT ?"));
-                sqlx::query(&sql)
-                    .bind(limit)
-                    .fetch_all(self.writer.pool())
-                    .await?
-            }
-        };
+        let rows = crate::flows::rows_of_subject(
+            &self.writer,
+            "SELECT gid, version, category, subject_code, payload, lineage FROM records {filter} ORDER BY gid LIMIT ?",
+            subject_code,
+            limit,
+        )
+        .await?;
         rows.iter().map(scenario_record).collect()
     }
 }

@@ -273,13 +273,9 @@ impl CollectionStore {
     ) -> Result<Applied, StoreError> {
         let writer = self.flow_writer();
         let batch_id = batch.batch_id();
-        let _guard = writer.lock().await;
-        if writer.batch_applied(&batch_id).await? {
-            return Ok(Applied {
-                already_applied: true,
-                ..Applied::default()
-            });
-        }
+        let Some(_guard) = writer.claim(&batch_id).await? else {
+            return Ok(Applied::before());
+        };
         let mut statements = Vec::with_capacity(records.len() + 2);
         for record in records {
             let order: WorkOrder = serde_json::from_str(&record.payload)
