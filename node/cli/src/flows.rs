@@ -167,7 +167,7 @@ async fn round(flow_node: &FlowNode, links: &[(Flow, Vec<Flow>, PeerLink)]) -> V
         }
     }
     if flow_node.role == Role::PrefectureNode {
-        match flow_node.extract_scenarios().await {
+        match flow_node.extract_due_scenarios().await {
             Ok(done) => {
                 for (name, step) in done {
                     if step.read > 0 {

@@ -87,6 +87,8 @@ pub struct FlowNode {
     pub governance_due: Notify,
     /// Woken when a return batch was applied (scenarios have work).
     pub scenarios_due: Notify,
+    /// When each scenario was last extracted (Unix seconds).
+    last_extracted: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// The signing identity of a node: its certificate's key, the certificate, the trust anchors.
@@ -182,6 +184,7 @@ impl FlowNode {
             anchors: credentials.anchors,
             governance_due: Notify::new(),
             scenarios_due: Notify::new(),
+            last_extracted: Default::default(),
         }
     }
 
@@ -817,8 +820,37 @@ impl FlowNode {
     pub async fn extract_scenarios(
         &self,
     ) -> Result<Vec<(String, xy_store::Extracted)>, FederationError> {
+        self.extract(false).await
+    }
+
+    /// Extract the scenarios whose refresh is due (`refresh_minutes` since their last extract):
+    /// what the rounds of `serve` run.
+    pub async fn extract_due_scenarios(
+        &self,
+    ) -> Result<Vec<(String, xy_store::Extracted)>, FederationError> {
+        self.extract(true).await
+    }
+
+    async fn extract(
+        &self,
+        only_due: bool,
+    ) -> Result<Vec<(String, xy_store::Extracted)>, FederationError> {
         let mut done = Vec::new();
         for scenario in &self.scenarios {
+            let (_, now) = (self.clock)();
+            if only_due {
+                let last = self
+                    .last_extracted
+                    .lock()
+                    .map(|l| l.get(&scenario.name).copied())
+                    .unwrap_or(None);
+                if last.is_some_and(|t| now < t + scenario.refresh_minutes * 60) {
+                    continue;
+                }
+            }
+            if let Ok(mut last) = self.last_extracted.lock() {
+                last.insert(scenario.name.clone(), now);
+            }
             let store = self.stores.scenario(&scenario.name).await?;
             let (at, _) = (self.clock)();
             let definition = serde_json::to_string(scenario)

@@ -305,6 +305,16 @@ async fn the_whole_loop(postgres: bool) {
         "masked identity numbers are shown"
     );
 
+    // A scenario is extracted again only when its refresh is due (refresh_minutes).
+    assert!(
+        mianyang
+            .node
+            .extract_due_scenarios()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
     // Nothing more to send: a second push sends no batch.
     let again = chengdu.push_to(&province, Flow::Share).await.unwrap();
     assert_eq!(again.batches, 0);
