@@ -334,7 +334,18 @@ pub(crate) async fn command(command: FlowsCommand) -> anyhow::Result<ExitCode> {
             for e in &found {
                 println!("{}", serde_json::to_string(e)?);
             }
-            eprintln!("{} exception(s)", found.len());
+            let staged = node.stores.return_flow.staged().await?;
+            for (batch, sender, bytes, at) in &staged {
+                println!(
+                    "{}",
+                    serde_json::json!({"staged_batch": batch, "sender": sender, "bytes": bytes.len(), "received_at": at})
+                );
+            }
+            eprintln!(
+                "{} exception(s); {} batch(es) parked in the staging area",
+                found.len(),
+                staged.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         FlowsCommand::Retry(args) => {

@@ -353,6 +353,10 @@ async fn the_whole_loop(postgres: bool) {
         (exceptions.len(), exceptions[0].stage.as_str()),
         (1, "verify")
     );
+    // The refused batch is parked in the staging area as it arrived.
+    let staged = mianyang.node.stores.return_flow.staged().await.unwrap();
+    assert_eq!(staged.len(), 1);
+    assert_eq!(staged[0].2, tampered.encode());
     connection.close(0, "done");
     // A prefecture may not send another prefecture the return flow.
     let refused = chengdu.push_to(&mianyang, Flow::Return).await;
