@@ -128,6 +128,12 @@ async fn start(
     (province, chengdu, mianyang)
 }
 
+/// The province's record counts.
+async fn province_counts(province: &LocalNode) -> xy_store::ProvinceCounts {
+    let store = province.node.stores.province().await.unwrap();
+    store.counts().await.unwrap()
+}
+
 /// Share both prefectures up, govern, return to both, extract their scenarios.
 async fn round(province: &LocalNode, prefectures: [&LocalNode; 2]) -> xy_store::GovernanceStep {
     for p in prefectures {
@@ -185,15 +191,7 @@ async fn the_whole_loop(postgres: bool) {
     assert_eq!(ingested, 752);
 
     let step = round(&province, [&chengdu, &mianyang]).await;
-    let counts = province
-        .node
-        .stores
-        .province()
-        .await
-        .unwrap()
-        .counts()
-        .await
-        .unwrap();
+    let counts = province_counts(&province).await;
     assert_eq!(counts.raw, 752, "every shared record reaches the raw store");
     assert_eq!(
         (step.failed, counts.open_orders),
@@ -379,15 +377,7 @@ async fn the_whole_loop(postgres: bool) {
         .await
         .unwrap();
     assert_eq!(orders[0].order.status, "closed");
-    let counts = province
-        .node
-        .stores
-        .province()
-        .await
-        .unwrap()
-        .counts()
-        .await
-        .unwrap();
+    let counts = province_counts(&province).await;
     assert_eq!((counts.base, counts.open_orders), (752 - 2, 0));
 
     // Retraction at the origin reaches every copy; history keeps the old version.
