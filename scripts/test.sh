@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test suite, exactly as CI runs it (.ci/run calls this script):
 #   formatting, clippy with warnings denied, then every test of the workspace, with Debian's
-#   openssl as an independent oracle, headless Chromium for the report page, and a throwaway PostgreSQL cluster (initdb + pg_ctl in a temporary directory on a free loopback port) for the
+#   openssl as an independent oracle, headless Chromium for the report page, iproute2 for the
+#   network-namespace test, and a throwaway PostgreSQL cluster (initdb + pg_ctl in a temporary directory on a free loopback port) for the
 #   PostgreSQL store tests. PostgreSQL is installed with apt-get when missing; the cluster is
 #   stopped and removed on exit, whatever happens.
 set -euo pipefail
@@ -24,6 +25,12 @@ find_pg_bin() {
 if ! command -v openssl >/dev/null 2>&1; then
     log "openssl not found: installing it with apt-get"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
+
+# iproute2 (ip netns, veth, tc) builds the network namespaces of the federation's network test.
+if ! command -v ip >/dev/null 2>&1 || ! command -v tc >/dev/null 2>&1; then
+    log "iproute2 not found: installing it with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
 fi
 
 # Headless Chromium loads the coordinator's statistics page and checks that its chart is drawn.
