@@ -182,23 +182,6 @@ impl CollectionStore {
         rows.iter().map(|r| feed_record(seq, r)).collect()
     }
 
-    /// The feed position of the last record written (where a complete share ends).
-    pub async fn share_feed_end(&self) -> Result<Cursor, StoreError> {
-        let row = sqlx::query(
-            "SELECT l.seq AS log_seq, r.id AS id FROM records r JOIN data_log l ON l.batch_id = r.batch_id \
-             ORDER BY l.seq DESC, r.id DESC LIMIT 1",
-        )
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(match row {
-            Some(r) => Cursor {
-                major: r.try_get("log_seq")?,
-                minor: r.try_get("id")?,
-            },
-            None => Cursor::START,
-        })
-    }
-
     /// Retract record `id` at its origin: a new version with status `withdrawn` (the old one goes
     /// to history) in a batch of its own, logged with the reason. The share feed carries it on as
     /// a tombstone.
