@@ -167,6 +167,15 @@ async fn round(flow_node: &FlowNode, links: &[(Flow, Vec<Flow>, PeerLink)]) -> V
         }
     }
     if flow_node.role == Role::PrefectureNode {
+        // Records that could not be mapped are tried again every round (a policy directory
+        // updated and the node restarted maps them); the rest stay reported to the province.
+        match flow_node.retry_exceptions().await {
+            Ok(0) => {}
+            Ok(n) => said.push(format!(
+                "{n} returned record(s) that had failed mapping now applied"
+            )),
+            Err(e) => tracing::warn!(error = %e, "retrying mapping exceptions failed"),
+        }
         match flow_node.extract_due_scenarios().await {
             Ok(done) => {
                 for (name, step) in done {

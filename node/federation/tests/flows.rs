@@ -460,6 +460,62 @@ async fn the_whole_loop(postgres: bool) {
         let (n, _) = p.node.stores.return_flow.digest().await.unwrap();
         assert_eq!(n, expected);
     }
+    // A returned record of a category 绵阳 does not know is kept as a mapping exception (the
+    // rest of its batch applies), and stays one while its policies do not know the category.
+    let credentials = xy_federation::local::member_credentials(&layout, "province").unwrap();
+    let key = credentials.signing_key().unwrap();
+    let writer = mianyang.node.stores.return_flow.writer();
+    let after = writer.cursor("return", "510000").await.unwrap();
+    let mut odd = mianyang
+        .node
+        .stores
+        .return_flow
+        .query(None, 1)
+        .await
+        .unwrap()
+        .remove(0)
+        .into_flow(&mianyang.node.keys)
+        .unwrap();
+    odd.gid = "510100:9999999999".into();
+    odd.category = "nonexistent".into();
+    let through = Cursor {
+        major: after.major,
+        minor: after.minor + 1,
+    };
+    let batch = xy_exchange::sign_batch(
+        &xy_exchange::Signer {
+            jurisdiction: "510000",
+            key: &key,
+            certificate: credentials.certificate_der(),
+        },
+        Flow::Return,
+        "510700",
+        after,
+        through,
+        &[odd],
+        0,
+    )
+    .unwrap();
+    let province_identity = credentials.identity().unwrap().clone();
+    let applied = mianyang
+        .node
+        .apply(&province_identity, &batch.encode())
+        .await
+        .unwrap();
+    assert_eq!((applied.applied, applied.exceptions), (0, 1));
+    let open = mianyang
+        .node
+        .stores
+        .return_flow
+        .exceptions(true)
+        .await
+        .unwrap();
+    assert!(
+        open.iter()
+            .any(|e| e.stage == "map" && e.reason.contains("nonexistent"))
+    );
+    assert_eq!(mianyang.node.retry_exceptions().await.unwrap(), 0);
+
     for node in [&province, &chengdu, &mianyang] {
         node.stop().await;
     }
