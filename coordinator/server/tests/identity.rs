@@ -588,18 +588,7 @@ async fn identity_runs_on_postgresql() {
 async fn every_role_times_every_protected_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let c = Arc::new(common::open(dir.path()).await);
-    c.create_admin("root", PASSWORD, "510000", NOW)
-        .await
-        .unwrap();
-    let root_claims = c
-        .verify(
-            &c.login("root", PASSWORD, None, NOW)
-                .await
-                .unwrap()
-                .access_token,
-            NOW,
-        )
-        .unwrap();
+    let root_claims = common::admin(&c).await;
     let roles = [
         ("root", UserRole::ProvinceAdmin, "510000"),
         ("p-admin", UserRole::PrefectureAdmin, "510100"),

@@ -128,6 +128,11 @@ async fn start(
     (province, chengdu, mianyang)
 }
 
+/// Records in a prefecture's return-flow store.
+async fn returned(node: &LocalNode) -> i64 {
+    node.node.stores.return_flow.record_count().await.unwrap()
+}
+
 /// The province's record counts.
 async fn province_counts(province: &LocalNode) -> xy_store::ProvinceCounts {
     let store = province.node.stores.province().await.unwrap();
@@ -207,26 +212,8 @@ async fn the_whole_loop(postgres: bool) {
     let penalties = 552 - 1 - 2;
     assert_eq!(counts.themed, counts.base + penalties);
     assert_eq!(counts.ungoverned, 0);
-    assert_eq!(
-        chengdu
-            .node
-            .stores
-            .return_flow
-            .record_count()
-            .await
-            .unwrap(),
-        counts.base
-    );
-    assert_eq!(
-        mianyang
-            .node
-            .stores
-            .return_flow
-            .record_count()
-            .await
-            .unwrap(),
-        penalties
-    );
+    assert_eq!(returned(&chengdu).await, counts.base);
+    assert_eq!(returned(&mianyang).await, penalties);
     // The batch Mianyang got, as it was sent (replayed below).
     let replay = province
         .node
@@ -245,10 +232,7 @@ async fn the_whole_loop(postgres: bool) {
     assert_eq!(added, [("return_510700".to_owned(), 200)]);
     round(&province, [&chengdu, &mianyang]).await;
     for p in [&chengdu, &mianyang] {
-        assert_eq!(
-            p.node.stores.return_flow.record_count().await.unwrap(),
-            counts.base
-        );
+        assert_eq!(returned(p).await, counts.base);
         assert!(
             p.node
                 .stores
@@ -323,16 +307,7 @@ async fn the_whole_loop(postgres: bool) {
         .send_bulk(b"flow.batch", [replay.encode()])
         .await
         .unwrap();
-    assert_eq!(
-        mianyang
-            .node
-            .stores
-            .return_flow
-            .record_count()
-            .await
-            .unwrap(),
-        counts.base
-    );
+    assert_eq!(returned(&mianyang).await, counts.base);
     let mut tampered = replay.clone();
     let at = tampered.body.len() / 2;
     tampered.body[at] ^= 1;

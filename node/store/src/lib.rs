@@ -102,6 +102,10 @@ pub struct NodeStores {
     pub collection: CollectionStore,
     /// 回流库.
     pub return_flow: ReturnFlowStore,
+    /// The province's stores and the scenario stores, opened on first use and then shared by
+    /// every clone: one pool and one writer lock per store, however many callers.
+    province: std::sync::Arc<tokio::sync::OnceCell<ProvinceStore>>,
+    scenarios: std::sync::Arc<tokio::sync::Mutex<std::collections::HashMap<String, ScenarioStore>>>,
 }
 
 impl NodeStores {
@@ -127,6 +131,8 @@ impl NodeStores {
             ),
             location,
             return_flow,
+            province: Default::default(),
+            scenarios: Default::default(),
         })
     }
 
@@ -138,17 +144,22 @@ impl NodeStores {
     }
 
     /// The province's governance stores (raw, base, themes, work orders), created and migrated
-    /// on first use.
+    /// on first use, then the same store for every caller.
     pub async fn province(&self) -> Result<ProvinceStore, StoreError> {
-        let pool = db::open_pool(&self.location, "province").await?;
-        PROVINCE_MIGRATIONS.run(&pool).await?;
-        Ok(ProvinceStore {
-            writer: FlowWriter::new(
-                pool,
-                self.location.backend(),
-                Self::sqlite_file(&self.location, "province"),
-            ),
-        })
+        self.province
+            .get_or_try_init(|| async {
+                let pool = db::open_pool(&self.location, "province").await?;
+                PROVINCE_MIGRATIONS.run(&pool).await?;
+                Ok::<_, StoreError>(ProvinceStore {
+                    writer: FlowWriter::new(
+                        pool,
+                        self.location.backend(),
+                        Self::sqlite_file(&self.location, "province"),
+                    ),
+                })
+            })
+            .await
+            .cloned()
     }
 
     /// Where the stores live.
@@ -156,9 +167,14 @@ impl NodeStores {
         &self.location
     }
 
-    /// The store of scenario `name`, created and migrated on first use.
+    /// The store of scenario `name`, created and migrated on first use, then the same store for
+    /// every caller.
     pub async fn scenario(&self, name: &str) -> Result<ScenarioStore, StoreError> {
         db::validate_scenario_name(name)?;
+        let mut open = self.scenarios.lock().await;
+        if let Some(store) = open.get(name) {
+            return Ok(store.clone());
+        }
         let location = match &self.location {
             StoreLocation::Sqlite(dir) => StoreLocation::Sqlite(dir.join("scenarios")),
             pg => pg.clone(),
@@ -166,14 +182,16 @@ impl NodeStores {
         let store = format!("scenario_{name}");
         let pool = db::open_pool(&location, &store).await?;
         SCENARIO_MIGRATIONS.run(&pool).await?;
-        Ok(ScenarioStore {
+        let opened = ScenarioStore {
             name: name.to_owned(),
             writer: FlowWriter::new(
                 pool,
                 location.backend(),
                 Self::sqlite_file(&location, &store),
             ),
-        })
+        };
+        open.insert(name.to_owned(), opened.clone());
+        Ok(opened)
     }
 
     /// The quality report of the collection store.
@@ -185,6 +203,12 @@ impl NodeStores {
     pub async fn close(&self) {
         self.collection.pool().close().await;
         self.return_flow.pool().close().await;
+        if let Some(province) = self.province.get() {
+            province.writer().pool().close().await;
+        }
+        for scenario in self.scenarios.lock().await.values() {
+            scenario.pool().close().await;
+        }
     }
 }
 
