@@ -37,6 +37,14 @@ pub trait PsiGroup: Send + Sync + 'static {
     fn mul(point: &Self::Point, k: &Self::Scalar) -> Self::Point;
     /// The 32-byte encoding.
     fn encode(point: &Self::Point) -> [u8; POINT_LEN];
+    /// `encode(k · P)` for a run of points, the cheapest way the group allows (one point at a
+    /// time unless a group can share work across the run).
+    fn mul_and_encode(points: &[Self::Point], k: &Self::Scalar) -> Vec<[u8; POINT_LEN]> {
+        points
+            .iter()
+            .map(|p| Self::encode(&Self::mul(p, k)))
+            .collect()
+    }
     /// Decode and validate a peer's point; invalid points are refused, never multiplied.
     fn decode(bytes: &[u8; POINT_LEN]) -> Result<Self::Point, PsiError>;
 }
@@ -68,6 +76,18 @@ impl PsiGroup for Ristretto255 {
 
     fn encode(point: &Self::Point) -> [u8; POINT_LEN] {
         point.compress().to_bytes()
+    }
+
+    /// Multiplies by k/2, then encodes the doubles with one shared field inversion
+    /// (`double_and_compress_batch`): the encodings of k·P without an inverse square root each
+    /// (about 0.7 µs a point instead of 3.6 here).
+    fn mul_and_encode(points: &[Self::Point], k: &Self::Scalar) -> Vec<[u8; POINT_LEN]> {
+        let half_k = k * RistrettoScalar::from(2u8).invert();
+        let halves: Vec<RistrettoPoint> = points.iter().map(|p| p * half_k).collect();
+        RistrettoPoint::double_and_compress_batch(&halves)
+            .into_iter()
+            .map(|c| c.to_bytes())
+            .collect()
     }
 
     fn decode(bytes: &[u8; POINT_LEN]) -> Result<Self::Point, PsiError> {

@@ -79,13 +79,20 @@ fn bytes_to_values(bytes: &[u8], width: usize) -> impl Iterator<Item = u128> + '
     })
 }
 
+/// Points per unit of parallel work: large enough for a group to share work across a run
+/// ([`PsiGroup::mul_and_encode`]), small enough to spread a batch over the cores.
+const RUN: usize = 512;
+
 /// H(e)^k for a batch of elements, on all cores.
 fn blind<G: PsiGroup>(key: &G::Scalar, elements: &[Vec<u8>]) -> Vec<u8> {
-    let encoded: Vec<[u8; POINT_LEN]> = elements
-        .par_iter()
-        .map(|e| G::encode(&G::mul(&G::hash_to_point(e), key)))
+    let runs: Vec<Vec<[u8; POINT_LEN]>> = elements
+        .par_chunks(RUN)
+        .map(|run| {
+            let points: Vec<G::Point> = run.iter().map(|e| G::hash_to_point(e)).collect();
+            G::mul_and_encode(&points, key)
+        })
         .collect();
-    encoded.concat()
+    runs.concat().concat()
 }
 
 /// Validate and raise a batch of peer points to `key`, truncated; an invalid point fails the
@@ -104,8 +111,12 @@ fn reblind<G: PsiGroup>(
         })
         .collect::<Result<_, _>>()?;
     Ok(decoded
-        .par_iter()
-        .map(|p| truncate(&G::encode(&G::mul(p, key)), width))
+        .par_chunks(RUN)
+        .flat_map_iter(|run| {
+            G::mul_and_encode(run, key)
+                .into_iter()
+                .map(|encoded| truncate(&encoded, width))
+        })
         .collect())
 }
 
