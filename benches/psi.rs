@@ -98,7 +98,7 @@ fn run<G: PsiGroup>(suite: Suite, x: Vec<Vec<u8>>, y: Vec<Vec<u8>>) -> (f64, u64
 /// does), on both cores. Hashing to the group, decoding and validating the peer's points and the
 /// protocol itself are what the run adds on top.
 fn floor<G: PsiGroup>(n: usize) -> f64 {
-    const RUN: usize = 512;
+    use xy_psi::RUN;
     let points: Vec<G::Point> = (0..RUN as u32)
         .map(|i| G::hash_to_point(&i.to_be_bytes()))
         .collect();

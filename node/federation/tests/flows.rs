@@ -133,6 +133,11 @@ async fn returned(node: &LocalNode) -> i64 {
     node.node.stores.return_flow.record_count().await.unwrap()
 }
 
+/// A prefecture's open return-flow exceptions.
+async fn open_exceptions(node: &LocalNode) -> Vec<xy_store::FlowException> {
+    node.node.stores.return_flow.exceptions(true).await.unwrap()
+}
+
 /// The province's record counts.
 async fn province_counts(province: &LocalNode) -> xy_store::ProvinceCounts {
     let store = province.node.stores.province().await.unwrap();
@@ -315,13 +320,7 @@ async fn the_whole_loop(postgres: bool) {
         .send_bulk(b"flow.batch", [tampered.encode()])
         .await;
     assert!(format!("{refused:?}").contains("digest"), "{refused:?}");
-    let exceptions = mianyang
-        .node
-        .stores
-        .return_flow
-        .exceptions(true)
-        .await
-        .unwrap();
+    let exceptions = open_exceptions(&mianyang).await;
     assert_eq!(
         (exceptions.len(), exceptions[0].stage.as_str()),
         (1, "verify")
@@ -478,13 +477,7 @@ async fn the_whole_loop(postgres: bool) {
         .await
         .unwrap();
     assert_eq!((applied.applied, applied.exceptions), (0, 1));
-    let open = mianyang
-        .node
-        .stores
-        .return_flow
-        .exceptions(true)
-        .await
-        .unwrap();
+    let open = open_exceptions(&mianyang).await;
     assert!(
         open.iter()
             .any(|e| e.stage == "map" && e.reason.contains("nonexistent"))

@@ -81,7 +81,7 @@ fn bytes_to_values(bytes: &[u8], width: usize) -> impl Iterator<Item = u128> + '
 
 /// Points per unit of parallel work: large enough for a group to share work across a run
 /// ([`PsiGroup::mul_and_encode`]), small enough to spread a batch over the cores.
-const RUN: usize = 512;
+pub const RUN: usize = 512;
 
 /// H(e)^k for a batch of elements, on all cores.
 fn blind<G: PsiGroup>(key: &G::Scalar, elements: &[Vec<u8>]) -> Vec<u8> {
