@@ -74,6 +74,12 @@ fn get_selected_backend() -> BackendKind {
     BackendKind::Serial
 }
 
+/// Whether the AVX-512 IFMA backend is the one selected on this CPU. (xinyong patch.)
+#[cfg(curve25519_dalek_backend = "avx512")]
+pub(crate) fn avx512ifma_selected() -> bool {
+    matches!(get_selected_backend(), BackendKind::Avx512)
+}
+
 #[allow(missing_docs)]
 #[cfg(feature = "alloc")]
 pub fn pippenger_optional_multiscalar_mul<I, J>(scalars: I, points: J) -> Option<EdwardsPoint>

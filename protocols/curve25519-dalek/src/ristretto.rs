@@ -304,6 +304,21 @@ mod decompress {
     }
 
     pub(super) fn step_2(s: FieldElement) -> (Choice, Choice, Choice, RistrettoPoint) {
+        let operands = step_2_operands(&s);
+        let root = operands.v_u2_sqr.invsqrt(); // 1/sqrt(v*u_2²)
+        step_2_finish(&s, &operands, root)
+    }
+
+    /// The values of step 2 before its inverse square root. (xinyong patch.)
+    pub(super) struct Step2Operands {
+        u1: FieldElement,
+        u2: FieldElement,
+        v: FieldElement,
+        /// The inverse square root of this is step 2's one exponentiation.
+        pub(super) v_u2_sqr: FieldElement,
+    }
+
+    pub(super) fn step_2_operands(s: &FieldElement) -> Step2Operands {
         // Step 2.  Compute (X:Y:Z:T).
         let one = FieldElement::ONE;
         let ss = s.square();
@@ -313,14 +328,30 @@ mod decompress {
 
         // v == ad(1+as²)² - (1-as²)²            where d=-121665/121666
         let v = &(&(-&constants::EDWARDS_D) * &u1.square()) - &u2_sqr;
+        let v_u2_sqr = &v * &u2_sqr;
+        Step2Operands {
+            u1,
+            u2,
+            v,
+            v_u2_sqr,
+        }
+    }
 
-        let (ok, I) = (&v * &u2_sqr).invsqrt(); // 1/sqrt(v*u_2²)
+    /// Step 2 given the inverse square root of `operands.v_u2_sqr`. (xinyong patch.)
+    pub(super) fn step_2_finish(
+        s: &FieldElement,
+        operands: &Step2Operands,
+        (ok, I): (Choice, FieldElement),
+    ) -> (Choice, Choice, Choice, RistrettoPoint) {
+        let one = FieldElement::ONE;
+        let Step2Operands { u1, u2, v, .. } = operands;
+        let (u1, u2, v) = (*u1, *u2, *v);
 
         let Dx = &I * &u2; // 1/sqrt(v)
         let Dy = &I * &(&Dx * &v); // 1/u2
 
         // x == | 2s/sqrt(v) | == + sqrt(4s²/(ad(1+as²)² - (1-as²)²))
-        let mut x = &(&s + &s) * &Dx;
+        let mut x = &(s + s) * &Dx;
         let x_neg = x.is_negative();
         x.conditional_negate(x_neg);
 
@@ -341,6 +372,42 @@ mod decompress {
                 T: t,
             }),
         )
+    }
+}
+
+impl CompressedRistretto {
+    /// [`CompressedRistretto::decompress`] of each encoding, with the same results. Where the
+    /// AVX-512 IFMA backend is selected, the inverse square roots run four at a time, which makes
+    /// decoding many points several times faster. (xinyong patch.)
+    #[cfg(feature = "alloc")]
+    pub fn decompress_batch(encodings: &[CompressedRistretto]) -> Vec<Option<RistrettoPoint>> {
+        let first: Vec<(Choice, Choice, FieldElement)> =
+            encodings.iter().map(decompress::step_1).collect();
+        let operands: Vec<decompress::Step2Operands> = first
+            .iter()
+            .map(|(_, _, s)| decompress::step_2_operands(s))
+            .collect();
+        let pairs: Vec<(FieldElement, FieldElement)> = operands
+            .iter()
+            .map(|o| (FieldElement::ONE, o.v_u2_sqr))
+            .collect();
+        let roots = FieldElement::sqrt_ratio_i_batch(&pairs);
+        first
+            .iter()
+            .zip(operands.iter().zip(roots))
+            .map(|((canonical, negative, s), (operands, root))| {
+                if (!*canonical | *negative).into() {
+                    return None;
+                }
+                let (ok, t_is_negative, y_is_zero, point) =
+                    decompress::step_2_finish(s, operands, root);
+                if (!ok | t_is_negative | y_is_zero).into() {
+                    None
+                } else {
+                    Some(point)
+                }
+            })
+            .collect()
     }
 }
 
@@ -787,6 +854,37 @@ impl RistrettoPoint {
         // Applying Elligator twice and adding the results ensures a
         // uniform distribution.
         R_1 + R_2
+    }
+
+    /// [`RistrettoPoint::from_uniform_bytes`] of each input, with the same results. Where the
+    /// AVX-512 IFMA backend is selected, the square roots of the Elligator maps run four at a
+    /// time. (xinyong patch.)
+    #[cfg(feature = "alloc")]
+    pub fn from_uniform_bytes_batch(inputs: &[[u8; 64]]) -> Vec<RistrettoPoint> {
+        let halves: Vec<FieldElement> = inputs
+            .iter()
+            .flat_map(|bytes| {
+                let (first, second) = bytes.split_at(32);
+                [first, second].map(|half| {
+                    let mut half_bytes = [0u8; 32];
+                    half_bytes.copy_from_slice(half);
+                    FieldElement::from_bytes(&half_bytes)
+                })
+            })
+            .collect();
+        let operands: Vec<elligator::ElligatorOperands> = halves
+            .iter()
+            .map(RistrettoPoint::elligator_operands)
+            .collect();
+        let pairs: Vec<(FieldElement, FieldElement)> =
+            operands.iter().map(|o| (o.n_s, o.d)).collect();
+        let roots = FieldElement::sqrt_ratio_i_batch(&pairs);
+        let maps: Vec<RistrettoPoint> = halves
+            .iter()
+            .zip(operands.iter().zip(roots))
+            .map(|(r_0, (operands, root))| RistrettoPoint::elligator_finish(r_0, operands, root))
+            .collect();
+        maps.chunks_exact(2).map(|pair| pair[0] + pair[1]).collect()
     }
 }
 

@@ -47,6 +47,25 @@ pub trait PsiGroup: Send + Sync + 'static {
     }
     /// Decode and validate a peer's point; invalid points are refused, never multiplied.
     fn decode(bytes: &[u8; POINT_LEN]) -> Result<Self::Point, PsiError>;
+    /// [`PsiGroup::hash_to_point`] of a run of elements, the cheapest way the group allows.
+    fn hash_to_points<E: AsRef<[u8]>>(elements: &[E]) -> Vec<Self::Point> {
+        elements
+            .iter()
+            .map(|e| Self::hash_to_point(e.as_ref()))
+            .collect()
+    }
+    /// [`PsiGroup::decode`] of a run of encodings (`POINT_LEN` bytes each), the cheapest way the
+    /// group allows; the first invalid point fails the run.
+    fn decode_run(encodings: &[u8]) -> Result<Vec<Self::Point>, PsiError> {
+        encodings
+            .chunks_exact(POINT_LEN)
+            .map(|c| {
+                let mut bytes = [0u8; POINT_LEN];
+                bytes.copy_from_slice(c);
+                Self::decode(&bytes)
+            })
+            .collect()
+    }
 }
 
 /// Ristretto255.
@@ -91,16 +110,50 @@ impl PsiGroup for Ristretto255 {
     }
 
     fn decode(bytes: &[u8; POINT_LEN]) -> Result<Self::Point, PsiError> {
-        let point = CompressedRistretto(*bytes)
-            .decompress()
-            .ok_or(PsiError::InvalidPoint(
-                "not a canonical Ristretto255 encoding",
-            ))?;
-        if point == RistrettoPoint::identity() {
-            return Err(PsiError::InvalidPoint("the identity"));
-        }
-        Ok(point)
+        checked_ristretto(CompressedRistretto(*bytes).decompress())
     }
+
+    /// The two Elligator maps of every element's hash with their square roots taken four at a
+    /// time (`from_uniform_bytes_batch`, our patch of curve25519-dalek): the same points as
+    /// [`PsiGroup::hash_to_point`].
+    fn hash_to_points<E: AsRef<[u8]>>(elements: &[E]) -> Vec<Self::Point> {
+        let hashes: Vec<[u8; 64]> = elements
+            .iter()
+            .map(|e| sha2::Sha512::digest(e.as_ref()).into())
+            .collect();
+        RistrettoPoint::from_uniform_bytes_batch(&hashes)
+    }
+
+    /// Decodes with the inverse square roots taken four at a time (`decompress_batch`, our patch
+    /// of curve25519-dalek); the same checks as [`PsiGroup::decode`].
+    fn decode_run(encodings: &[u8]) -> Result<Vec<Self::Point>, PsiError> {
+        if encodings.len() % POINT_LEN != 0 {
+            return Err(PsiError::InvalidPoint("a truncated point"));
+        }
+        let compressed: Vec<CompressedRistretto> = encodings
+            .chunks_exact(POINT_LEN)
+            .map(|c| {
+                let mut bytes = [0u8; POINT_LEN];
+                bytes.copy_from_slice(c);
+                CompressedRistretto(bytes)
+            })
+            .collect();
+        CompressedRistretto::decompress_batch(&compressed)
+            .into_iter()
+            .map(checked_ristretto)
+            .collect()
+    }
+}
+
+/// A decoded Ristretto255 point, refused if the encoding was not canonical or is the identity.
+fn checked_ristretto(point: Option<RistrettoPoint>) -> Result<RistrettoPoint, PsiError> {
+    let point = point.ok_or(PsiError::InvalidPoint(
+        "not a canonical Ristretto255 encoding",
+    ))?;
+    if point == RistrettoPoint::identity() {
+        return Err(PsiError::InvalidPoint("the identity"));
+    }
+    Ok(point)
 }
 
 /// SM2 (GB/T 32918 curve) with SM3 try-and-increment hashing.

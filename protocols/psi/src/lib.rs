@@ -88,7 +88,7 @@ fn blind<G: PsiGroup>(key: &G::Scalar, elements: &[Vec<u8>]) -> Vec<u8> {
     let runs: Vec<Vec<[u8; POINT_LEN]>> = elements
         .par_chunks(RUN)
         .map(|run| {
-            let points: Vec<G::Point> = run.iter().map(|e| G::hash_to_point(e)).collect();
+            let points = G::hash_to_points(run);
             G::mul_and_encode(&points, key)
         })
         .collect();
@@ -102,16 +102,15 @@ fn reblind<G: PsiGroup>(
     points: &[u8],
     width: usize,
 ) -> Result<Vec<u128>, PsiError> {
-    let decoded: Vec<G::Point> = points
-        .par_chunks_exact(POINT_LEN)
-        .map(|c| {
-            let mut bytes = [0u8; POINT_LEN];
-            bytes.copy_from_slice(c);
-            G::decode(&bytes)
-        })
+    if points.len() % POINT_LEN != 0 {
+        return Err(PsiError::InvalidPoint("a truncated point"));
+    }
+    let decoded: Vec<Vec<G::Point>> = points
+        .par_chunks(POINT_LEN * RUN)
+        .map(G::decode_run)
         .collect::<Result<_, _>>()?;
     Ok(decoded
-        .par_chunks(RUN)
+        .par_iter()
         .flat_map_iter(|run| {
             G::mul_and_encode(run, key)
                 .into_iter()

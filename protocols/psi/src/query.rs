@@ -26,7 +26,6 @@
 //! audits and rate-limits. Labels are padded to a multiple of [`LABEL_PADDING`] bytes, so their
 //! length reveals only a coarse size class.
 
-use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use rayon::prelude::*;
 
@@ -85,19 +84,30 @@ impl OprfKey {
 
     /// F_k(id), computed directly (the node's side).
     pub fn output(&self, id: &[u8]) -> OprfOutput {
-        OprfOutput::finalize(id, &(Ristretto255::hash_to_point(id) * self.0))
+        OprfOutput::finalize(
+            id,
+            &Ristretto255::encode(&(Ristretto255::hash_to_point(id) * self.0)),
+        )
+    }
+
+    /// F_k(id) of a run of ids (the same outputs as [`OprfKey::output`]), computed the way the
+    /// PSI computes its runs: hash-to-group and encodings sharing work across the run.
+    pub fn outputs<E: AsRef<[u8]>>(&self, ids: &[E]) -> Vec<OprfOutput> {
+        let points = Ristretto255::hash_to_points(ids);
+        Ristretto255::mul_and_encode(&points, &self.0)
+            .iter()
+            .zip(ids)
+            .map(|(encoded, id)| OprfOutput::finalize(id.as_ref(), encoded))
+            .collect()
     }
 
     /// Evaluate blinded points from an institution, on all cores. Every point is validated
     /// first; an invalid one is refused, never multiplied.
     pub fn evaluate(&self, blinded: &[[u8; POINT_LEN]]) -> Result<Vec<[u8; POINT_LEN]>, PsiError> {
-        let points = blinded
-            .iter()
-            .map(Ristretto255::decode)
-            .collect::<Result<Vec<_>, _>>()?;
+        let points = Ristretto255::decode_run(blinded.as_flattened())?;
         Ok(points
-            .par_iter()
-            .map(|p| Ristretto255::encode(&(p * self.0)))
+            .par_chunks(crate::RUN)
+            .flat_map_iter(|run| Ristretto255::mul_and_encode(run, &self.0))
             .collect())
     }
 }
@@ -113,12 +123,13 @@ impl std::fmt::Debug for OprfOutput {
 }
 
 impl OprfOutput {
-    fn finalize(id: &[u8], point: &RistrettoPoint) -> Self {
+    /// The output for `id` from the encoding of k·H(id).
+    fn finalize(id: &[u8], encoded: &[u8; POINT_LEN]) -> Self {
         let mut h = xy_shangmi::Sm3Hasher::new();
         h.update(DOMAIN);
         h.update(&(id.len() as u32).to_be_bytes());
         h.update(id);
-        h.update(&Ristretto255::encode(point));
+        h.update(encoded);
         Self(h.finish())
     }
 
@@ -303,12 +314,16 @@ impl LabelIndex {
         let mut buckets = vec![Vec::new(); bucket_count as usize];
         for chunk in chunks {
             let sealed: Vec<(u32, Vec<u8>)> = chunk
-                .into_par_iter()
-                .map(|(id, label)| {
-                    (
-                        bucket_of(&id, bucket_count),
-                        key.output(&id).seal(epoch, &label),
-                    )
+                .par_chunks(crate::RUN)
+                .flat_map_iter(|run| {
+                    let ids: Vec<&[u8]> = run.iter().map(|(id, _)| id.as_slice()).collect();
+                    key.outputs(&ids)
+                        .into_iter()
+                        .zip(run)
+                        .map(|(output, (id, label))| {
+                            (bucket_of(id, bucket_count), output.seal(epoch, label))
+                        })
+                        .collect::<Vec<_>>()
                 })
                 .collect();
             for (bucket, entry) in sealed {
@@ -976,7 +991,10 @@ impl PrivateQuery {
             .zip(response.evaluated.par_iter())
             .map(|((id, unblind), evaluated)| {
                 let point = Ristretto255::decode(evaluated)?;
-                Ok(OprfOutput::finalize(id, &(point * unblind)))
+                Ok(OprfOutput::finalize(
+                    id,
+                    &Ristretto255::encode(&(point * unblind)),
+                ))
             })
             .collect::<Result<Vec<_>, PsiError>>()?;
         let mut answers = Vec::with_capacity(self.ids.len());

@@ -1,7 +1,15 @@
 //! Contains methods implementing Elligator2 maps from [RFC 9496](https://www.rfc-editor.org/rfc/rfc9496.html)
 
 use crate::{constants, field::FieldElement, ristretto::RistrettoPoint};
-use subtle::{ConditionallyNegatable, ConditionallySelectable};
+use subtle::{Choice, ConditionallyNegatable, ConditionallySelectable};
+
+/// The Elligator map's values before its square root. (xinyong patch.)
+#[derive(Clone, Copy)]
+pub(crate) struct ElligatorOperands {
+    r: FieldElement,
+    pub(crate) n_s: FieldElement,
+    pub(crate) d: FieldElement,
+}
 
 impl RistrettoPoint {
     /// Computes the Ristretto Elligator map for the given field element. This is the second half of
@@ -13,19 +21,36 @@ impl RistrettoPoint {
     /// This method is not public because it's just used for hashing
     /// to a point -- proper elligator support is deferred for now.
     pub(crate) fn elligator_ristretto_flavor(r_0: &FieldElement) -> RistrettoPoint {
+        let operands = RistrettoPoint::elligator_operands(r_0);
+        let root = FieldElement::sqrt_ratio_i(&operands.n_s, &operands.d);
+        RistrettoPoint::elligator_finish(r_0, &operands, root)
+    }
+
+    /// The values of the map before its square root `sqrt_ratio_i(N_s, D)`. (xinyong patch.)
+    pub(crate) fn elligator_operands(r_0: &FieldElement) -> ElligatorOperands {
         let i = &constants::SQRT_M1;
         let d = &constants::EDWARDS_D;
         let one_minus_d_sq = &constants::ONE_MINUS_EDWARDS_D_SQUARED;
-        let d_minus_one_sq = &constants::EDWARDS_D_MINUS_ONE_SQUARED;
-        let mut c = constants::MINUS_ONE;
+        let c = constants::MINUS_ONE;
 
         let one = FieldElement::ONE;
 
         let r = i * &r_0.square();
-        let N_s = &(&r + &one) * one_minus_d_sq;
-        let D = &(&c - &(d * &r)) * &(&r + d);
+        let n_s = &(&r + &one) * one_minus_d_sq;
+        let d = &(&c - &(d * &r)) * &(&r + d);
+        ElligatorOperands { r, n_s, d }
+    }
 
-        let (Ns_D_is_sq, mut s) = FieldElement::sqrt_ratio_i(&N_s, &D);
+    /// The map given `sqrt_ratio_i(operands.n_s, operands.d)`. (xinyong patch.)
+    pub(crate) fn elligator_finish(
+        r_0: &FieldElement,
+        operands: &ElligatorOperands,
+        (Ns_D_is_sq, mut s): (Choice, FieldElement),
+    ) -> RistrettoPoint {
+        let d_minus_one_sq = &constants::EDWARDS_D_MINUS_ONE_SQUARED;
+        let mut c = constants::MINUS_ONE;
+        let one = FieldElement::ONE;
+        let ElligatorOperands { r, d: D, .. } = *operands;
         let mut s_prime = &s * r_0;
         let s_prime_is_pos = !s_prime.is_negative();
         s_prime.conditional_negate(s_prime_is_pos);
