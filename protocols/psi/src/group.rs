@@ -127,7 +127,7 @@ impl PsiGroup for Ristretto255 {
     /// Decodes with the inverse square roots taken four at a time (`decompress_batch`, our patch
     /// of curve25519-dalek); the same checks as [`PsiGroup::decode`].
     fn decode_run(encodings: &[u8]) -> Result<Vec<Self::Point>, PsiError> {
-        if encodings.len() % POINT_LEN != 0 {
+        if !encodings.len().is_multiple_of(POINT_LEN) {
             return Err(PsiError::InvalidPoint("a truncated point"));
         }
         let compressed: Vec<CompressedRistretto> = encodings

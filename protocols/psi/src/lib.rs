@@ -102,7 +102,7 @@ fn reblind<G: PsiGroup>(
     points: &[u8],
     width: usize,
 ) -> Result<Vec<u128>, PsiError> {
-    if points.len() % POINT_LEN != 0 {
+    if !points.len().is_multiple_of(POINT_LEN) {
         return Err(PsiError::InvalidPoint("a truncated point"));
     }
     let decoded: Vec<Vec<G::Point>> = points
