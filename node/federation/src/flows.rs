@@ -636,7 +636,6 @@ impl FlowNode {
         let lineage = json!({
             "origin": {
                 "node": self.jurisdiction,
-                "record": record.id,
                 "source_unit": record.source_unit,
                 "ingest_batch": record.batch_id,
                 "ingested_at": record.ingested_at,

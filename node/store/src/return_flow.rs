@@ -15,6 +15,36 @@ use crate::flows::{
 };
 use crate::{NodeKeys, StoreError};
 
+/// What a record of this store holds in place of a lineage kept in `lineages`: this prefix and
+/// the lineage's digest. (A lineage itself is a JSON object, so it never starts with it.)
+const LINEAGE_REF: char = '#';
+
+/// The digest a lineage is kept under: the first 16 bytes of its SM3, in hex.
+fn lineage_digest(lineage: &str) -> String {
+    hex::encode(&xy_shangmi::sm3(lineage.as_bytes())[..16])
+}
+
+/// Replace `lineage` by its reference, adding the statement that keeps the text the first time
+/// this batch meets it (`interned`: text → reference, for the batch).
+fn intern_lineage(
+    lineage: &mut String,
+    interned: &mut std::collections::HashMap<String, String>,
+    statements: &mut Vec<Statement>,
+) {
+    if let Some(reference) = interned.get(lineage.as_str()) {
+        *lineage = reference.clone();
+        return;
+    }
+    let digest = lineage_digest(lineage);
+    let reference = format!("{LINEAGE_REF}{digest}");
+    let text = std::mem::replace(lineage, reference.clone());
+    statements.push(Statement::new(
+        "INSERT INTO lineages (digest, lineage) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING",
+        vec![digest.into(), text.clone().into()],
+    ));
+    interned.insert(text, reference);
+}
+
 /// 回流库: the return-flow store (staging area, current records, history of every change).
 #[derive(Clone)]
 pub struct ReturnFlowStore {
@@ -88,16 +118,18 @@ impl ReturnFlowStore {
         )
         .await?;
         let mut seen: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        let mut lineages = std::collections::HashMap::new();
         for mapped in records {
             match mapped.refused {
                 None => {
-                    let record = mapped.record;
+                    let mut record = mapped.record;
                     let current = seen.get(&record.gid).or(held.get(&record.gid)).copied();
                     if current.is_some_and(|v| v >= record.version) {
                         stale += 1;
                         continue;
                     }
                     seen.insert(record.gid.clone(), record.version);
+                    intern_lineage(&mut record.lineage, &mut lineages, &mut statements);
                     if current.is_none() {
                         seq += 1;
                         upserts.push(statements.len());
@@ -299,9 +331,40 @@ impl ReturnFlowStore {
         Ok(resolved)
     }
 
+    /// Put back the text of every lineage held as a reference (see [`LINEAGE_REF`]).
+    async fn resolve_lineages<'a>(
+        &self,
+        lineages: impl IntoIterator<Item = &'a mut String>,
+    ) -> Result<(), StoreError> {
+        let mut texts: std::collections::HashMap<String, String> = Default::default();
+        for lineage in lineages {
+            let Some(digest) = lineage.strip_prefix(LINEAGE_REF).map(str::to_owned) else {
+                continue;
+            };
+            if !texts.contains_key(&digest) {
+                let sql = self
+                    .writer
+                    .sql("SELECT lineage FROM lineages WHERE digest = ?");
+                let text: Option<String> = sqlx::query_scalar(&sql)
+                    .bind(digest.clone())
+                    .fetch_optional(self.writer.pool())
+                    .await?;
+                let text = text
+                    .ok_or_else(|| StoreError::Corrupt(format!("lineage {digest} is missing")))?;
+                texts.insert(digest.clone(), text);
+            }
+            lineage.clone_from(&texts[&digest]);
+        }
+        Ok(())
+    }
+
     /// Current records after `seq`, in order (the scenario extracts read this).
     pub async fn records_after(&self, seq: i64, limit: i64) -> Result<Vec<HeldRecord>, StoreError> {
-        crate::flows::held_after(&self.writer, "records", None, seq, limit).await
+        let mut records =
+            crate::flows::held_after(&self.writer, "records", None, seq, limit).await?;
+        self.resolve_lineages(records.iter_mut().map(|r| &mut r.lineage))
+            .await?;
+        Ok(records)
     }
 
     /// Current records of a subject (USCC), or all, in change order, at most `limit`.
@@ -316,12 +379,21 @@ impl ReturnFlowStore {
         );
         let rows =
             crate::flows::rows_of_subject(&self.writer, &select, subject_code, limit).await?;
-        rows.iter().map(HeldRecord::from_row).collect()
+        let mut records = rows
+            .iter()
+            .map(HeldRecord::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.resolve_lineages(records.iter_mut().map(|r| &mut r.lineage))
+            .await?;
+        Ok(records)
     }
 
     /// The current record `gid`.
     pub async fn record(&self, gid: &str) -> Result<Option<HeldRecord>, StoreError> {
-        crate::flows::held(&self.writer, "records", gid).await
+        let mut record = crate::flows::held(&self.writer, "records", gid).await?;
+        self.resolve_lineages(record.iter_mut().map(|r| &mut r.lineage))
+            .await?;
+        Ok(record)
     }
 
     /// Every replaced version of `gid`, oldest first: (version, status, lineage).
@@ -333,7 +405,8 @@ impl ReturnFlowStore {
             .bind(gid.to_owned())
             .fetch_all(self.writer.pool())
             .await?;
-        rows.iter()
+        let mut versions = rows
+            .iter()
             .map(|r| {
                 Ok((
                     r.try_get("version")?,
@@ -341,7 +414,10 @@ impl ReturnFlowStore {
                     r.try_get("lineage")?,
                 ))
             })
-            .collect()
+            .collect::<Result<Vec<(i64, String, String)>, StoreError>>()?;
+        self.resolve_lineages(versions.iter_mut().map(|(_, _, lineage)| lineage))
+            .await?;
+        Ok(versions)
     }
 
     /// Row count and SM3 over the sorted `(gid, version, status, payload)` of every current
