@@ -332,10 +332,7 @@ impl ReturnFlowStore {
     }
 
     /// Put back the text of every lineage held as a reference (see [`LINEAGE_REF`]).
-    async fn resolve_lineages<'a>(
-        &self,
-        lineages: impl IntoIterator<Item = &'a mut String>,
-    ) -> Result<(), StoreError> {
+    async fn resolve_lineages(&self, lineages: Vec<&mut String>) -> Result<(), StoreError> {
         let mut texts: std::collections::HashMap<String, String> = Default::default();
         for lineage in lineages {
             let Some(digest) = lineage.strip_prefix(LINEAGE_REF).map(str::to_owned) else {
@@ -362,7 +359,7 @@ impl ReturnFlowStore {
     pub async fn records_after(&self, seq: i64, limit: i64) -> Result<Vec<HeldRecord>, StoreError> {
         let mut records =
             crate::flows::held_after(&self.writer, "records", None, seq, limit).await?;
-        self.resolve_lineages(records.iter_mut().map(|r| &mut r.lineage))
+        self.resolve_lineages(records.iter_mut().map(|r| &mut r.lineage).collect())
             .await?;
         Ok(records)
     }
@@ -383,7 +380,7 @@ impl ReturnFlowStore {
             .iter()
             .map(HeldRecord::from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        self.resolve_lineages(records.iter_mut().map(|r| &mut r.lineage))
+        self.resolve_lineages(records.iter_mut().map(|r| &mut r.lineage).collect())
             .await?;
         Ok(records)
     }
@@ -391,7 +388,7 @@ impl ReturnFlowStore {
     /// The current record `gid`.
     pub async fn record(&self, gid: &str) -> Result<Option<HeldRecord>, StoreError> {
         let mut record = crate::flows::held(&self.writer, "records", gid).await?;
-        self.resolve_lineages(record.iter_mut().map(|r| &mut r.lineage))
+        self.resolve_lineages(record.iter_mut().map(|r| &mut r.lineage).collect())
             .await?;
         Ok(record)
     }
@@ -415,7 +412,7 @@ impl ReturnFlowStore {
                 ))
             })
             .collect::<Result<Vec<(i64, String, String)>, StoreError>>()?;
-        self.resolve_lineages(versions.iter_mut().map(|(_, _, lineage)| lineage))
+        self.resolve_lineages(versions.iter_mut().map(|(_, _, lineage)| lineage).collect())
             .await?;
         Ok(versions)
     }
