@@ -185,7 +185,7 @@ pub struct StoredRecord {
     pub batch_id: String,
     /// Non-personal fields.
     pub payload: serde_json::Value,
-    /// Sealed personal fields (hex), opened only by the node's keys.
+    /// Sealed personal fields (see `NodeKeys::seal`), opened only by the node's keys.
     #[serde(skip)]
     pub personal: Option<String>,
     /// The business-key hash the personal fields are sealed to.

@@ -88,22 +88,38 @@ impl NodeKeys {
         to_hex(&h.finish128().as_bytes())
     }
 
-    /// Seal personal data with SM4-GCM under a fresh random nonce, bound to `context` (hex).
+    /// Seal personal data with SM4-GCM under a fresh random nonce, bound to `context`, as text:
+    /// [`SEALED_BASE64_MARK`] and base64 (a third shorter than the hex of earlier versions).
     pub fn seal(&self, context: &[u8], plaintext: &[u8], rng: &mut impl RngCore) -> String {
+        use base64::Engine as _;
         let mut nonce = [0u8; GCM_NONCE_LEN];
         rng.fill_bytes(&mut nonce);
-        to_hex(&self.personal.seal(&nonce, context, plaintext))
+        let sealed = self.personal.seal(&nonce, context, plaintext);
+        let mut text = String::with_capacity(1 + sealed.len().div_ceil(3) * 4);
+        text.push(SEALED_BASE64_MARK);
+        base64::engine::general_purpose::STANDARD.encode_string(&sealed, &mut text);
+        text
     }
 
-    /// Open personal data sealed by [`NodeKeys::seal`] with the same `context`.
-    pub fn open(&self, context: &[u8], sealed_hex: &str) -> Result<Vec<u8>, StoreError> {
-        let sealed = from_hex(sealed_hex)
-            .ok_or_else(|| StoreError::Corrupt("sealed data is not hex".into()))?;
+    /// Open personal data sealed by [`NodeKeys::seal`] with the same `context` (base64 after
+    /// the mark, or the hex that earlier versions wrote).
+    pub fn open(&self, context: &[u8], sealed_text: &str) -> Result<Vec<u8>, StoreError> {
+        use base64::Engine as _;
+        let sealed = match sealed_text.strip_prefix(SEALED_BASE64_MARK) {
+            Some(encoded) => base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok(),
+            None => from_hex(sealed_text),
+        }
+        .ok_or_else(|| StoreError::Corrupt("sealed data is neither base64 nor hex".into()))?;
         self.personal
             .open(context, &sealed)
             .map_err(|e| StoreError::Corrupt(format!("personal data: {e}")))
     }
 }
+
+/// Starts sealed data written as base64; hex, which earlier versions wrote, never contains it.
+const SEALED_BASE64_MARK: char = '~';
 
 /// Write a secret file readable by its owner only.
 pub fn write_secret(path: &Path, content: &str) -> std::io::Result<()> {
@@ -175,6 +191,33 @@ mod hex_tests {
         assert_eq!(from_hex("ABcd").unwrap(), [0xab, 0xcd]);
         for bad in ["a", "0g", "zz", "é0"] {
             assert!(from_hex(bad).is_none(), "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod sealed_tests {
+    use super::{GCM_NONCE_LEN, NodeKeys, SEALED_BASE64_MARK, to_hex};
+    use rand::SeedableRng;
+
+    #[test]
+    fn sealed_text_is_base64_and_hex_from_earlier_versions_still_opens() {
+        let keys = NodeKeys::from_master(&[7u8; 32]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let plain = "{\"CF_XDR_ZJHM\":\"11010519491231002X\"}".as_bytes();
+        let sealed = keys.seal(b"ctx", plain, &mut rng);
+        assert!(sealed.starts_with(SEALED_BASE64_MARK));
+        assert!(!sealed.contains("110105"));
+        assert_eq!(keys.open(b"ctx", &sealed).unwrap(), plain);
+        assert!(keys.open(b"other", &sealed).is_err());
+        // A third shorter than hex: 12-byte nonce + 16-byte tag + the plaintext.
+        let raw = GCM_NONCE_LEN + 16 + plain.len();
+        assert_eq!(sealed.len(), 1 + raw.div_ceil(3) * 4);
+        // What earlier versions wrote: the same sealing, in hex.
+        let old = to_hex(&keys.personal.seal(&[3u8; GCM_NONCE_LEN], b"ctx", plain));
+        assert_eq!(keys.open(b"ctx", &old).unwrap(), plain);
+        for bad in ["~not base64!", "~", "xyz", "~AAAA"] {
+            assert!(keys.open(b"ctx", bad).is_err(), "{bad}");
         }
     }
 }
