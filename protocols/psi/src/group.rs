@@ -57,15 +57,24 @@ pub trait PsiGroup: Send + Sync + 'static {
     /// [`PsiGroup::decode`] of a run of encodings (`POINT_LEN` bytes each), the cheapest way the
     /// group allows; the first invalid point fails the run.
     fn decode_run(encodings: &[u8]) -> Result<Vec<Self::Point>, PsiError> {
-        encodings
-            .chunks_exact(POINT_LEN)
-            .map(|c| {
-                let mut bytes = [0u8; POINT_LEN];
-                bytes.copy_from_slice(c);
-                Self::decode(&bytes)
-            })
+        point_encodings(encodings)?
+            .map(|bytes| Self::decode(&bytes))
             .collect()
     }
+}
+
+/// The `POINT_LEN`-byte encodings of a run; a run that ends inside a point is refused.
+fn point_encodings(
+    encodings: &[u8],
+) -> Result<impl Iterator<Item = [u8; POINT_LEN]> + '_, PsiError> {
+    if !encodings.len().is_multiple_of(POINT_LEN) {
+        return Err(PsiError::InvalidPoint("a truncated point"));
+    }
+    Ok(encodings.chunks_exact(POINT_LEN).map(|c| {
+        let mut bytes = [0u8; POINT_LEN];
+        bytes.copy_from_slice(c);
+        bytes
+    }))
 }
 
 /// Ristretto255.
@@ -127,16 +136,8 @@ impl PsiGroup for Ristretto255 {
     /// Decodes with the inverse square roots taken four at a time (`decompress_batch`, our patch
     /// of curve25519-dalek); the same checks as [`PsiGroup::decode`].
     fn decode_run(encodings: &[u8]) -> Result<Vec<Self::Point>, PsiError> {
-        if !encodings.len().is_multiple_of(POINT_LEN) {
-            return Err(PsiError::InvalidPoint("a truncated point"));
-        }
-        let compressed: Vec<CompressedRistretto> = encodings
-            .chunks_exact(POINT_LEN)
-            .map(|c| {
-                let mut bytes = [0u8; POINT_LEN];
-                bytes.copy_from_slice(c);
-                CompressedRistretto(bytes)
-            })
+        let compressed: Vec<CompressedRistretto> = point_encodings(encodings)?
+            .map(CompressedRistretto)
             .collect();
         CompressedRistretto::decompress_batch(&compressed)
             .into_iter()
