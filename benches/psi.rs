@@ -15,8 +15,9 @@
 //! SM4-GCM sealing), served by the node's private-query service over loopback QUIC to a bank's
 //! client. For 1 and 100 ids (half of the hundred held by the node) in each mode it reports the
 //! median online time of five queries and the UDP bytes both ways (`quinn` connection stats), and
-//! ends with `BENCH private_query db=<n> ids=<k> mode=<m> online_ms=<t> bytes=<b>` lines. Filter
-//! mode's offline filter sync is reported beside them. `XY_BENCH_PSI_ONLY=private_query` runs only
+//! ends with `BENCH private_query db=<n> ids=<k> mode=<m> online_ms=<t> bytes=<b>` lines. The
+//! offline steps are reported beside them: filter mode's filter sync, bucket mode's registration
+//! of the bank's PIR keys. `XY_BENCH_PSI_ONLY=private_query` runs only
 //! this part, `XY_BENCH_PSI_ONLY=psi` only the PSI part.
 
 use std::collections::VecDeque;
@@ -25,8 +26,8 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use xy_federation::{NodeServices, PrivateQueryClient, PrivateQueryService};
-use xy_psi::query::{LabelIndex, OprfKey, QueryMode};
+use xy_federation::{NodeServices, PrivateQueryClient, PrivateQueryService, QueryWith};
+use xy_psi::query::{BucketKey, LabelIndex, OprfKey, QueryMode};
 use xy_psi::{Initiator, Message, Mode, Party, PsiGroup, Responder, Ristretto255, Sm2Sm3, Suite};
 use xy_transport::devpki;
 use xy_transport::{Credentials, EndpointOptions, PeerConnection, PeerEndpoint};
@@ -289,14 +290,13 @@ fn labels(range: std::ops::Range<usize>) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// One private query; returns (milliseconds, UDP bytes both ways).
 async fn timed_query(
     bank: &PeerConnection,
-    mode: QueryMode,
     ids: Vec<Vec<u8>>,
-    filter: Option<&xy_psi::query::FilterIndex>,
+    with: QueryWith<'_>,
     expect_found: usize,
 ) -> anyhow::Result<(f64, u64)> {
     let before = bank.quinn().stats();
     let started = Instant::now();
-    let (answers, _) = PrivateQueryClient::query(bank, mode, ids, filter).await?;
+    let (answers, _) = PrivateQueryClient::query(bank, ids, with).await?;
     let ms = started.elapsed().as_secs_f64() * 1e3;
     let after = bank.quinn().stats();
     let found = answers.iter().filter(|a| a.found).count();
@@ -304,7 +304,7 @@ async fn timed_query(
         found == expect_found,
         "{found} found, {expect_found} expected"
     );
-    if mode == QueryMode::Bucket {
+    if let QueryWith::Bucket(_) = with {
         anyhow::ensure!(answers.iter().filter(|a| a.label.is_some()).count() == found);
     }
     let bytes =
@@ -379,6 +379,17 @@ fn private_query(db: usize) -> anyhow::Result<()> {
             (after.udp_rx.bytes - before.udp_rx.bytes) as f64 / 1e6
         );
 
+        let bucket_key = BucketKey::from_seed(&[11; 32]);
+        let before = bank.quinn().stats();
+        let started = Instant::now();
+        PrivateQueryClient::register(&bank, &bucket_key).await?;
+        let register_s = started.elapsed().as_secs_f64();
+        let after = bank.quinn().stats();
+        println!(
+            "bucket mode, offline: the bank's PIR keys registered in {register_s:.2} s, {:.2} MB sent",
+            (after.udp_tx.bytes - before.udp_tx.bytes) as f64 / 1e6
+        );
+
         let mut lines = Vec::new();
         let mut next = 0usize;
         for mode in [QueryMode::Bucket, QueryMode::Filter] {
@@ -392,8 +403,11 @@ fn private_query(db: usize) -> anyhow::Result<()> {
                         .collect();
                     ids.extend((held..k).map(|j| subject(db + next + j)));
                     next += 1_000_003;
-                    let filter = (mode == QueryMode::Filter).then_some(&filter);
-                    let measured = timed_query(&bank, mode, ids, filter, held).await?;
+                    let with = match mode {
+                        QueryMode::Bucket => QueryWith::Bucket(&bucket_key),
+                        QueryMode::Filter => QueryWith::Filter(&filter),
+                    };
+                    let measured = timed_query(&bank, ids, with, held).await?;
                     if run > 0 {
                         runs.push(measured); // the first warms up
                     }

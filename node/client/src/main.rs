@@ -76,7 +76,8 @@ struct QueryArgs {
     /// Trust anchors (PEM).
     #[arg(long)]
     ca: PathBuf,
-    /// Directory of this client's TFHE keys (generated on first use).
+    /// Directory of this client's keys (TFHE keys and the private query's PIR key, generated on
+    /// first use) and of the private query's filter.
     #[arg(long, default_value = "xinyong-keys")]
     keys: PathBuf,
 }
@@ -217,8 +218,8 @@ fn read_ids(path: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 async fn private_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    use xy_federation::PrivateQueryClient;
-    use xy_psi::query::{FilterIndex, MAX_QUERY_IDS, QueryMode, Snapshot};
+    use xy_federation::{PrivateQueryClient, QueryWith};
+    use xy_psi::query::{BucketKey, FilterIndex, MAX_QUERY_IDS, QueryMode, Snapshot};
     let ids_path = args.ids.as_deref().context("--private needs --ids FILE")?;
     let ids = read_ids(ids_path)?;
     let credentials = Credentials::load(&args.cert, &args.key, &args.ca, None)?;
@@ -231,8 +232,28 @@ async fn private_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         .connect(args.node, &args.server_name)
         .await
         .with_context(|| format!("connecting to {} ({})", args.node, args.server_name))?;
-    let (mode, filter) = match args.mode {
-        PrivateMode::Bucket => (QueryMode::Bucket, None),
+    std::fs::create_dir_all(&args.keys)
+        .with_context(|| format!("creating {}", args.keys.display()))?;
+    let (mode, filter, bucket_key) = match args.mode {
+        PrivateMode::Bucket => {
+            // The PIR key's seed, kept with the client's keys; the node is given the Galois
+            // keys on the first fetch it cannot serve.
+            let path = args.keys.join("private-query-pir.seed");
+            let seed: [u8; 32] = match std::fs::read(&path) {
+                Ok(bytes) => bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| anyhow::anyhow!("{} is not a 32-byte seed", path.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let mut seed = [0u8; 32];
+                    rand::fill(&mut seed[..]);
+                    write_private(&path, &seed)?;
+                    seed
+                }
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            };
+            (QueryMode::Bucket, None, Some(BucketKey::from_seed(&seed)))
+        }
         PrivateMode::Filter => {
             // The filter is kept per node and synced by deltas.
             let cache = args.keys.join(format!(
@@ -257,20 +278,22 @@ async fn private_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
                 filter.len(),
                 filter.epoch()
             );
-            std::fs::create_dir_all(&args.keys)
-                .with_context(|| format!("creating {}", args.keys.display()))?;
             write_private(&cache, &filter.to_snapshot().encode())?;
-            (QueryMode::Filter, Some(filter))
+            (QueryMode::Filter, Some(filter), None)
         }
     };
     let mut found = 0;
     let (mut sent, mut received) = (0, 0);
     for chunk in ids.chunks(MAX_QUERY_IDS) {
+        let with = match (&bucket_key, &filter) {
+            (Some(key), _) => QueryWith::Bucket(key),
+            (None, Some(filter)) => QueryWith::Filter(filter),
+            (None, None) => unreachable!("each mode has its key or its filter"),
+        };
         let (answers, traffic) = PrivateQueryClient::query(
             &node,
-            mode,
             chunk.iter().map(|i| i.as_bytes().to_vec()).collect(),
-            filter.as_ref(),
+            with,
         )
         .await
         .context("private query")?;

@@ -20,7 +20,8 @@ pub use coordinator::{ConfigSource, CoordinatorClient};
 pub use flows::{FlowCredentials, FlowNode, FlowService, PushReport, return_theme};
 pub use governance::{GovernancePolicy, ScenarioDefinition};
 pub use private_query::{
-    IndexInfo, PrivateQueryClient, PrivateQueryService, QueryTraffic, load_or_create_oprf_key,
+    IndexInfo, PrivateQueryClient, PrivateQueryService, QueryTraffic, QueryWith, UNKNOWN_PIR_KEYS,
+    load_or_create_oprf_key,
 };
 pub use psi::{PSI_CHANNEL, PsiService, RunFacts, audit_run, run_initiator};
 pub use scoring::{ScoreReport, ScoringClient, ScoringService, ServiceConfig};

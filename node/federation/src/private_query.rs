@@ -26,9 +26,10 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 use xy_gmtls::pki::{PeerIdentity, Role};
 use xy_ingest::view::{Disclosure, record_view};
+use xy_psi::pir::PirServerKeys;
 use xy_psi::query::{
-    FilterIndex, LabelIndex, OprfKey, PrivateQuery, QueryAnswer, QueryMode, QueryRequest,
-    QueryResponse, Snapshot,
+    BucketKey, FetchRequest, FetchResponse, FilterIndex, LAYOUT_CHANGED, LabelIndex, OprfKey,
+    PrivateQuery, QueryAnswer, QueryMode, QueryRequest, QueryResponse, Snapshot,
 };
 use xy_store::{CollectionStore, NodeKeys, StoredRecord};
 use xy_transport::{BulkReceiver, Handler, PeerConnection};
@@ -43,6 +44,13 @@ pub const DEFAULT_IDS_PER_MINUTE: u32 = 600;
 /// Most tags in one snapshot page (3 MiB, below the transport's frame limit).
 const SNAPSHOT_PAGE: usize = (3 << 20) / xy_psi::query::TAG_LEN;
 const OPRF_KEY_CONTEXT: &[u8] = b"xinyong private-query oprf key";
+/// Institutions' PIR keys a node keeps (about 3 MB each, prepared), the oldest dropped first.
+const MAX_PIR_KEYS: usize = 64;
+/// PIR keys kept per institution.
+const MAX_PIR_KEYS_PER_INSTITUTION: usize = 4;
+/// Starts the error of a fetch whose PIR keys the node does not hold (the client registers
+/// them and asks again).
+pub const UNKNOWN_PIR_KEYS: &str = "PIR keys unknown";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct RequestHeader {
@@ -160,6 +168,9 @@ impl RateLimiter {
     }
 }
 
+/// An institution's registered PIR keys: (institution, key id, keys).
+type RegisteredKeys = (String, [u8; xy_psi::pir::KEY_ID_LEN], Arc<PirServerKeys>);
+
 /// The node's private-query service.
 pub struct PrivateQueryService {
     index: Arc<RwLock<LabelIndex>>,
@@ -168,6 +179,8 @@ pub struct PrivateQueryService {
     limiter: RateLimiter,
     /// The data-log sequence number the labels are current to.
     watermark: tokio::sync::Mutex<i64>,
+    /// Registered PIR keys, oldest first.
+    pir_keys: Mutex<Vec<RegisteredKeys>>,
 }
 
 impl PrivateQueryService {
@@ -226,6 +239,7 @@ impl PrivateQueryService {
                 buckets: Mutex::new(HashMap::new()),
             },
             watermark: tokio::sync::Mutex::new(watermark),
+            pir_keys: Mutex::new(Vec::new()),
         }
     }
 
@@ -316,6 +330,82 @@ impl PrivateQueryService {
         encode(&(), &answer).map_err(|e| e.to_string())
     }
 
+    /// Keep an institution's PIR keys (bucket mode), replacing its oldest beyond the limits.
+    async fn register(&self, peer: &PeerIdentity, body: &[u8]) -> Result<Vec<u8>, String> {
+        let who = Self::actor(peer);
+        let registration = body.to_vec();
+        let keys = tokio::task::spawn_blocking(move || xy_psi::query::server_keys(&registration))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let key_id = keys.key_id();
+        {
+            let mut held = self.pir_keys.lock().unwrap_or_else(|e| e.into_inner());
+            held.retain(|(w, id, _)| !(w == &who && *id == key_id));
+            let own = held.iter().filter(|(w, _, _)| w == &who).count();
+            if own >= MAX_PIR_KEYS_PER_INSTITUTION
+                && let Some(oldest) = held.iter().position(|(w, _, _)| w == &who)
+            {
+                held.remove(oldest);
+            }
+            if held.len() >= MAX_PIR_KEYS {
+                held.remove(0);
+            }
+            held.push((who.clone(), key_id, Arc::new(keys)));
+        }
+        let key_hex: String = key_id.iter().map(|b| format!("{b:02x}")).collect();
+        self.store
+            .log_access(
+                &crate::scoring::now_text(),
+                "pq.keys",
+                &who,
+                serde_json::json!({"key": key_hex}),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        info!(peer = %who, key = %key_hex, "PIR keys registered");
+        encode(&(), &key_id).map_err(|e| e.to_string())
+    }
+
+    /// Bucket mode's second step: PIR over the bucket's blocks, with the institution's keys.
+    async fn fetch(&self, peer: &PeerIdentity, body: &[u8]) -> Result<Vec<u8>, String> {
+        let request = FetchRequest::decode(body).map_err(|e| e.to_string())?;
+        let who = Self::actor(peer);
+        let key_id = request.items[0].query.key_id;
+        if request.items.iter().any(|i| i.query.key_id != key_id) {
+            return Err("a fetch names one set of PIR keys".into());
+        }
+        let keys = self
+            .pir_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(w, id, _)| *w == who && *id == key_id)
+            .map(|(_, _, keys)| Arc::clone(keys))
+            .ok_or_else(|| format!("{UNKNOWN_PIR_KEYS}: register them with pq.keys"))?;
+        self.limiter
+            .take(&format!("{who} fetch"), request.items.len(), Instant::now())?;
+        let index = Arc::clone(&self.index);
+        let items = request.items.len();
+        let answer = tokio::task::spawn_blocking(move || {
+            let index = index.read().unwrap_or_else(|e| e.into_inner());
+            index.fetch(&request, &keys).map(|r| r.encode())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        self.store
+            .log_access(
+                &crate::scoring::now_text(),
+                "pq.fetch",
+                &who,
+                serde_json::json!({"ids": items}),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        encode(&(), &answer).map_err(|e| e.to_string())
+    }
+
     async fn snapshot(
         &self,
         peer: &PeerIdentity,
@@ -353,6 +443,8 @@ impl Handler for PrivateQueryService {
             "pq.info" => encode(&self.info(), &[]).map_err(|e| e.to_string()),
             "pq.query" => self.query(peer, body).await,
             "pq.snapshot" => self.snapshot(peer, header).await,
+            "pq.keys" => self.register(peer, body).await,
+            "pq.fetch" => self.fetch(peer, body).await,
             other => Err(format!("unknown operation {other:?}")),
         }
     }
@@ -377,6 +469,16 @@ pub struct QueryTraffic {
     pub sent: usize,
     /// Response bytes received.
     pub received: usize,
+}
+
+/// What a private query runs with: bucket mode's PIR key (registered with the node), or filter
+/// mode's synced filter.
+#[derive(Debug, Clone, Copy)]
+pub enum QueryWith<'a> {
+    /// Bucket mode: the node learns the bucket of each id; the records come back.
+    Bucket(&'a BucketKey),
+    /// Filter mode: the node learns nothing about the ids; membership only.
+    Filter(&'a FilterIndex),
 }
 
 /// The institution's side.
@@ -457,16 +559,45 @@ impl PrivateQueryClient {
         Ok((index, received))
     }
 
-    /// Ask for `ids` privately. Bucket mode asks the node for its bucket count first and sends
-    /// one request per bucket (each answer is about a thousand subjects' labels), concurrently;
-    /// the answers carry each found subject's records as JSON. Filter mode sends one request, needs
-    /// the institution's synced `filter` and answers membership only.
+    /// Register the institution's PIR keys with the node (bucket mode's offline step, about
+    /// 1.5 MB; the node keeps them until it restarts). Returns the bytes sent.
+    pub async fn register(
+        connection: &PeerConnection,
+        key: &BucketKey,
+    ) -> Result<usize, FederationError> {
+        let payload = encode(
+            &RequestHeader {
+                op: "pq.keys".into(),
+                ..Default::default()
+            },
+            key.registration(),
+        )?;
+        let response = connection.request(&payload).await?;
+        let (_, body): ((), _) = decode(&response)?;
+        if body != key.key_id() {
+            return Err(FederationError::Malformed(
+                "the node filed the PIR keys under another id".into(),
+            ));
+        }
+        Ok(payload.len())
+    }
+
+    /// Ask for `ids` privately.
+    /// - Bucket mode asks the node for its bucket count, then per bucket (concurrently) sends
+    ///   the blinded ids and receives the OPRF evaluations with the bucket's directory, then
+    ///   fetches each id's block by PIR. The answers carry each found subject's records as
+    ///   JSON. Keys the node does not hold (it restarted) are registered again once.
+    /// - Filter mode sends one request, needs the institution's synced filter and answers
+    ///   membership only.
     pub async fn query(
         connection: &PeerConnection,
-        mode: QueryMode,
         ids: Vec<Vec<u8>>,
-        filter: Option<&FilterIndex>,
+        with: QueryWith<'_>,
     ) -> Result<(Vec<QueryAnswer>, QueryTraffic), FederationError> {
+        let mode = match with {
+            QueryWith::Bucket(_) => QueryMode::Bucket,
+            QueryWith::Filter(_) => QueryMode::Filter,
+        };
         let (bucket_count, mut traffic) = match mode {
             QueryMode::Bucket => {
                 let (info, traffic) = Self::info_traffic(connection).await?;
@@ -484,22 +615,89 @@ impl PrivateQueryClient {
             };
             groups.entry(group).or_default().push((at, id));
         }
+        let registered = tokio::sync::Mutex::new(false);
+        let registered = &registered;
         let requests = groups.into_values().map(|group| async move {
             let (positions, ids): (Vec<usize>, Vec<Vec<u8>>) = group.into_iter().unzip();
-            let mut fill = |bytes: &mut [u8; 64]| rand::fill(&mut bytes[..]);
-            let (query, request) = PrivateQuery::new(mode, ids, bucket_count, &mut fill)?;
-            let payload = encode(
-                &RequestHeader {
-                    op: "pq.query".into(),
-                    ..Default::default()
-                },
-                &request.encode(),
-            )?;
-            let response = connection.request(&payload).await?;
-            let (_, body): ((), _) = decode(&response)?;
-            let answer = QueryResponse::decode(body)?;
-            let answers = tokio::task::block_in_place(|| query.finish(&answer, filter))?;
-            Ok::<_, FederationError>((positions, answers, payload.len(), response.len()))
+            let mut sent = 0;
+            let mut received = 0;
+            // A bucket that changes between the steps is asked again, a few times at most.
+            for attempt in 0.. {
+                let mut fill = |bytes: &mut [u8; 64]| rand::fill(&mut bytes[..]);
+                let (query, request) =
+                    PrivateQuery::new(mode, ids.clone(), bucket_count, &mut fill)?;
+                let payload = encode(
+                    &RequestHeader {
+                        op: "pq.query".into(),
+                        ..Default::default()
+                    },
+                    &request.encode(),
+                )?;
+                let response = connection.request(&payload).await?;
+                sent += payload.len();
+                received += response.len();
+                let (_, body): ((), _) = decode(&response)?;
+                let answer = QueryResponse::decode(body)?;
+                let key = match with {
+                    QueryWith::Filter(filter) => {
+                        let answers =
+                            tokio::task::block_in_place(|| query.finish(&answer, filter))?;
+                        return Ok::<_, FederationError>((positions, answers, sent, received));
+                    }
+                    QueryWith::Bucket(key) => key,
+                };
+                let mut seeds = |bytes: &mut [u8; 32]| rand::fill(&mut bytes[..]);
+                let (fetch, fetches) =
+                    tokio::task::block_in_place(|| query.fetch(&answer, key, &mut seeds))?;
+                let mut responses = Vec::with_capacity(fetches.len());
+                let mut stale = false;
+                for fetch_request in &fetches {
+                    let payload = encode(
+                        &RequestHeader {
+                            op: "pq.fetch".into(),
+                            ..Default::default()
+                        },
+                        &fetch_request.encode(),
+                    )?;
+                    let mut tries = 0;
+                    let response = loop {
+                        sent += payload.len();
+                        match connection.request(&payload).await {
+                            Err(xy_transport::TransportError::Refused(reason))
+                                if reason.contains(UNKNOWN_PIR_KEYS) && tries < 2 =>
+                            {
+                                // Register once for the whole query; other buckets that were
+                                // refused meanwhile only ask again.
+                                tries += 1;
+                                let mut done = registered.lock().await;
+                                if !*done {
+                                    sent += Self::register(connection, key).await?;
+                                    *done = true;
+                                }
+                            }
+                            other => break other,
+                        }
+                    };
+                    let response = match response {
+                        Err(xy_transport::TransportError::Refused(reason))
+                            if reason.contains(LAYOUT_CHANGED) && attempt < 3 =>
+                        {
+                            stale = true;
+                            break;
+                        }
+                        other => other?,
+                    };
+                    received += response.len();
+                    let (_, body): ((), _) = decode(&response)?;
+                    responses.push(FetchResponse::decode(body)?);
+                }
+                if stale {
+                    continue;
+                }
+                let answers = tokio::task::block_in_place(|| fetch.finish(&responses))?;
+                return Ok((positions, answers, sent, received));
+            }
+            unreachable!("the loop returns")
         });
         let mut answers: Vec<Option<QueryAnswer>> = Vec::new();
         for result in futures::future::join_all(requests).await {

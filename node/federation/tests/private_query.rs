@@ -12,11 +12,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use xy_federation::{
-    NodeServices, PrivateQueryClient, PrivateQueryService, load_or_create_oprf_key,
+    NodeServices, PrivateQueryClient, PrivateQueryService, QueryWith, load_or_create_oprf_key,
 };
 use xy_ingest::view::{Disclosure, record_view};
 use xy_ingest::{IngestOptions, Ingestor};
-use xy_psi::query::QueryMode;
+use xy_psi::query::BucketKey;
 use xy_store::{NodeKeys, NodeStores, StoreLocation, StoredRecord};
 use xy_synth::{CsvEncoding, Defect, Generator, Kind, SynthConfig};
 use xy_transport::devpki::{self, PkiLayout};
@@ -182,16 +182,18 @@ async fn a_bank_gets_the_masked_records_of_its_subjects_in_both_modes_and_the_no
     ids.push("91510100MA00000000".into());
     ids.push("91510100MA99999999".into());
 
-    // Bucket mode.
+    // Bucket mode. The node does not hold the bank's PIR keys yet: the first fetch is refused
+    // and the client registers them (once) and asks again.
+    let bucket_key = BucketKey::from_seed(&[7; 32]);
     let (answers, traffic) = PrivateQueryClient::query(
         &bank,
-        QueryMode::Bucket,
         ids.iter().map(|i| i.as_bytes().to_vec()).collect(),
-        None,
+        QueryWith::Bucket(&bucket_key),
     )
     .await
     .unwrap();
-    assert!(traffic.received > traffic.sent);
+    assert!(traffic.sent > bucket_key.registration().len());
+    assert!(traffic.sent < 2 * bucket_key.registration().len() + ids.len() * 40_000);
     let check = |answers: &[xy_psi::query::QueryAnswer]| {
         assert_eq!(answers.len(), ids.len());
         for (answer, id) in answers.iter().zip(&ids) {
@@ -226,9 +228,8 @@ async fn a_bank_gets_the_masked_records_of_its_subjects_in_both_modes_and_the_no
     assert_eq!(filter.len(), by_subject.len());
     let (answers, online) = PrivateQueryClient::query(
         &bank,
-        QueryMode::Filter,
         ids.iter().map(|i| i.as_bytes().to_vec()).collect(),
-        Some(&filter),
+        QueryWith::Filter(&filter),
     )
     .await
     .unwrap();
@@ -270,14 +271,14 @@ async fn a_bank_gets_the_masked_records_of_its_subjects_in_both_modes_and_the_no
     };
     assert_eq!(fresh.len(), changed);
     let fresh_ids = || fresh.iter().map(|i| i.as_bytes().to_vec()).collect();
-    let (answers, _) =
-        PrivateQueryClient::query(&bank, QueryMode::Filter, fresh_ids(), Some(&filter))
-            .await
-            .unwrap();
-    assert!(answers.iter().all(|a| a.found), "the delta carried them");
-    let (answers, _) = PrivateQueryClient::query(&bank, QueryMode::Bucket, fresh_ids(), None)
+    let (answers, _) = PrivateQueryClient::query(&bank, fresh_ids(), QueryWith::Filter(&filter))
         .await
         .unwrap();
+    assert!(answers.iter().all(|a| a.found), "the delta carried them");
+    let (answers, _) =
+        PrivateQueryClient::query(&bank, fresh_ids(), QueryWith::Bucket(&bucket_key))
+            .await
+            .unwrap();
     for (answer, id) in answers.iter().zip(&fresh) {
         let got: Vec<serde_json::Value> =
             serde_json::from_slice(answer.label.as_ref().unwrap()).unwrap();
@@ -290,7 +291,7 @@ async fn a_bank_gets_the_masked_records_of_its_subjects_in_both_modes_and_the_no
         .take(30)
         .map(|i| i.as_bytes().to_vec())
         .collect();
-    let refused = PrivateQueryClient::query(&bank, QueryMode::Filter, many, Some(&filter))
+    let refused = PrivateQueryClient::query(&bank, many, QueryWith::Filter(&filter))
         .await
         .unwrap_err()
         .to_string();
@@ -336,4 +337,19 @@ async fn a_bank_gets_the_masked_records_of_its_subjects_in_both_modes_and_the_no
         }
     }
     assert!(audit.iter().all(|e| e.actor == audit[0].actor));
+    // The PIR keys were registered once; every fetch is audited with its count.
+    let keys = xy_store::datalog::entries(node.stores.collection.pool(), Some("pq.keys"))
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1);
+    let fetched: u64 = xy_store::datalog::entries(node.stores.collection.pool(), Some("pq.fetch"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
+            detail["ids"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(fetched, 7 + fresh_count);
 }

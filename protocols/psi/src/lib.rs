@@ -16,6 +16,7 @@
 
 pub mod group;
 pub mod message;
+pub mod pir;
 pub mod query;
 
 use std::collections::HashSet;

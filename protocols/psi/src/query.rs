@@ -31,6 +31,9 @@ use rayon::prelude::*;
 
 use crate::PsiError;
 use crate::group::{POINT_LEN, PsiGroup, Ristretto255};
+use crate::pir::{
+    BLOCK_BYTES, KEY_ID_LEN, MAX_BLOCKS, PirAnswer, PirKeys, PirQuery, PirSecret, PirServerKeys,
+};
 
 /// Bytes of an entry's tag.
 pub const TAG_LEN: usize = 8;
@@ -42,8 +45,14 @@ pub const MAX_QUERY_IDS: usize = 1000;
 pub const LABEL_PADDING: usize = 32;
 /// Largest sealed label accepted (bytes).
 pub const MAX_LABEL: usize = 1 << 20;
-/// Protocol version of the query messages.
-pub const QUERY_VERSION: u8 = 1;
+/// Protocol version of the query messages (2: bucket mode fetches its entries by PIR).
+pub const QUERY_VERSION: u8 = 2;
+/// Most PIR items in one fetch request (each is about 32 KB).
+pub const MAX_FETCH_ITEMS: usize = 32;
+/// Most blocks one fetch request may ask back (each is about 18 KB of answer).
+pub const MAX_FETCH_BLOCKS: usize = 128;
+/// Starts the error a fetch gets when its bucket changed after the directory was sent.
+pub const LAYOUT_CHANGED: &str = "bucket layout changed";
 
 const DOMAIN: &[u8] = b"xinyong/private-credit-query/v1";
 const GCM_TAG: usize = 16;
@@ -425,7 +434,8 @@ impl LabelIndex {
     }
 
     /// Answer a query: evaluate the blinded points and, in bucket mode, attach each distinct
-    /// bucket's entries (with the following buckets when it holds fewer than [`MIN_BUCKET`]).
+    /// bucket's directory (the bucket with the following ones when it holds fewer than
+    /// [`MIN_BUCKET`] subjects; its entries themselves come by [`LabelIndex::fetch`]).
     pub fn answer(&self, request: &QueryRequest) -> Result<QueryResponse, PsiError> {
         if request.items.is_empty() || request.items.len() > MAX_QUERY_IDS {
             return Err(PsiError::Protocol(format!(
@@ -452,10 +462,112 @@ impl LabelIndex {
                         "bucket {bucket} does not exist"
                     )));
                 }
-                buckets.push((bucket, self.candidates(bucket)));
+                buckets.push((bucket, self.blocks(bucket)?.directory));
             }
         }
         Ok(QueryResponse { evaluated, buckets })
+    }
+
+    /// Answer a bucket-mode fetch with the institution's PIR keys: each item's window of blocks
+    /// of the bucket's layout, without learning which block was asked for.
+    pub fn fetch(
+        &self,
+        request: &FetchRequest,
+        keys: &PirServerKeys,
+    ) -> Result<FetchResponse, PsiError> {
+        if request.bucket_count != self.bucket_count || request.bucket >= self.bucket_count {
+            return Err(PsiError::Protocol(format!(
+                "bucket {} of {} does not exist; the node has {} buckets",
+                request.bucket, request.bucket_count, self.bucket_count
+            )));
+        }
+        let layout = self.blocks(request.bucket)?;
+        if layout.directory.layout != request.layout {
+            return Err(PsiError::Protocol(format!(
+                "{LAYOUT_CHANGED}: the bucket changed since its directory was sent; ask again"
+            )));
+        }
+        let width = layout.directory.width as usize;
+        let blocks: Vec<&[u8]> = layout.blocks.iter().map(Vec::as_slice).collect();
+        let answers = request
+            .items
+            .iter()
+            .map(|item| {
+                let (first, count) = (item.first as usize, item.count as usize);
+                if count == 0 || first + count > width {
+                    return Err(PsiError::Protocol(format!(
+                        "blocks {first}..{} asked; the bucket's width is {width}",
+                        first + count
+                    )));
+                }
+                keys.answer(&item.query, &blocks, first, count)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FetchResponse { answers })
+    }
+
+    /// Bucket `bucket`'s candidates laid out in PIR blocks: entries sorted by tag, packed whole
+    /// into blocks of [`BLOCK_BYTES`] (a block starts with the count of entries that start in
+    /// it); an entry longer than a block starts a block and runs on over the next ones.
+    fn blocks(&self, bucket: u32) -> Result<BucketBlocks, PsiError> {
+        let candidates = self.candidates(bucket);
+        let mut list: Vec<EntryRef<'_>> = entries(&candidates).flatten().collect();
+        list.sort_unstable_by_key(|e| e.tag);
+        let mut blocks: Vec<Vec<u8>> = Vec::new();
+        let mut first_tags = Vec::new();
+        let mut continued = Vec::new();
+        let mut width = 1usize;
+        // The block being filled, if it has room left.
+        let mut open = false;
+        for entry in &list {
+            let mut bytes = Vec::with_capacity(ENTRY_HEADER + entry.sealed.len());
+            entry.write(&mut bytes);
+            if open {
+                let block = blocks.last_mut().expect("an open block exists");
+                if block.len() + bytes.len() <= BLOCK_BYTES {
+                    block.extend_from_slice(&bytes);
+                    let count = u16::from_be_bytes([block[0], block[1]]) + 1;
+                    block[..2].copy_from_slice(&count.to_be_bytes());
+                    continue;
+                }
+            }
+            let mut run = Vec::with_capacity(2 + bytes.len());
+            run.extend_from_slice(&1u16.to_be_bytes());
+            run.extend_from_slice(&bytes);
+            let span = run.len().div_ceil(BLOCK_BYTES);
+            width = width.max(span);
+            for (i, chunk) in run.chunks(BLOCK_BYTES).enumerate() {
+                blocks.push(chunk.to_vec());
+                first_tags.push(entry.tag);
+                continued.push(i > 0);
+            }
+            open = span == 1;
+        }
+        if blocks.is_empty() {
+            blocks.push(vec![0, 0]);
+            first_tags.push([0; TAG_LEN]);
+            continued.push(false);
+        }
+        if blocks.len() > MAX_BLOCKS {
+            return Err(PsiError::Protocol(format!(
+                "bucket {bucket} needs {} blocks; a query reaches {MAX_BLOCKS}",
+                blocks.len()
+            )));
+        }
+        let mut directory = BucketDirectory {
+            layout: 0,
+            width: width as u32,
+            first_tags,
+            continued,
+        };
+        directory.layout = directory.digest();
+        Ok(BucketBlocks { blocks, directory })
+    }
+
+    /// Subjects a bucket-mode answer for `bucket` covers: the candidates the node may learn an
+    /// id is among.
+    pub fn covered(&self, bucket: u32) -> usize {
+        entries(&self.candidates(bucket)).count()
     }
 
     /// Bucket `bucket`'s entries, followed by the next buckets' until at least [`MIN_BUCKET`]
@@ -744,8 +856,8 @@ pub struct QueryRequest {
 pub struct QueryResponse {
     /// k·H(id)·r for each item, in order.
     pub evaluated: Vec<[u8; POINT_LEN]>,
-    /// Bucket mode: each distinct asked bucket and its candidates' entries.
-    pub buckets: Vec<(u32, Vec<u8>)>,
+    /// Bucket mode: each distinct asked bucket and its directory.
+    pub buckets: Vec<(u32, BucketDirectory)>,
 }
 
 const REQUEST_MAGIC: &[u8; 4] = b"XPQ?";
@@ -825,10 +937,9 @@ impl QueryResponse {
             out.extend_from_slice(point);
         }
         out.extend_from_slice(&(self.buckets.len() as u32).to_be_bytes());
-        for (bucket, body) in &self.buckets {
+        for (bucket, directory) in &self.buckets {
             out.extend_from_slice(&bucket.to_be_bytes());
-            out.extend_from_slice(&(body.len() as u64).to_be_bytes());
-            out.extend_from_slice(body);
+            directory.write(&mut out);
         }
         out
     }
@@ -859,16 +970,329 @@ impl QueryResponse {
         let mut buckets = Vec::with_capacity(bucket_count);
         for _ in 0..bucket_count {
             let bucket = r.u32()?;
-            let len = usize::try_from(r.u64()?)
-                .map_err(|_| PsiError::Malformed("a bucket beyond the address space"))?;
-            let body = r.bytes(len)?;
-            for entry in entries(body) {
-                entry?;
-            }
-            buckets.push((bucket, body.to_vec()));
+            buckets.push((bucket, BucketDirectory::read(&mut r)?));
         }
         r.finish()?;
         Ok(Self { evaluated, buckets })
+    }
+}
+
+/// A bucket's PIR layout as the institution sees it: which block each entry starts in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketDirectory {
+    /// Digest of the layout; a fetch names it, so that a bucket changed in between is noticed.
+    pub layout: u64,
+    /// Blocks fetched per id: the most blocks one entry spans (1 unless a label exceeds 4 KiB).
+    pub width: u32,
+    /// The tag of the entry each block starts with (or continues).
+    pub first_tags: Vec<[u8; TAG_LEN]>,
+    /// Whether each block continues an entry from the block before.
+    pub continued: Vec<bool>,
+}
+
+impl BucketDirectory {
+    fn digest(&self) -> u64 {
+        let mut body = Vec::new();
+        let mut unset = self.clone();
+        unset.layout = 0;
+        unset.write(&mut body);
+        let digest = xy_shangmi::sm3(&body);
+        u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.layout.to_be_bytes());
+        out.extend_from_slice(&self.width.to_be_bytes());
+        out.extend_from_slice(&(self.first_tags.len() as u32).to_be_bytes());
+        for tag in &self.first_tags {
+            out.extend_from_slice(tag);
+        }
+        let mut bits = vec![0u8; self.continued.len().div_ceil(8)];
+        for (i, _) in self.continued.iter().enumerate().filter(|(_, c)| **c) {
+            bits[i / 8] |= 1 << (i % 8);
+        }
+        out.extend_from_slice(&bits);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, PsiError> {
+        let layout = r.u64()?;
+        let width = r.u32()?;
+        let blocks = r.u32()? as usize;
+        if blocks == 0 || blocks > MAX_BLOCKS || width == 0 || width as usize > blocks {
+            return Err(PsiError::Malformed("a bucket directory out of bounds"));
+        }
+        let tags = r.bytes(blocks * TAG_LEN)?;
+        let first_tags = tags
+            .chunks_exact(TAG_LEN)
+            .map(|c| c.try_into().expect("TAG_LEN bytes"))
+            .collect();
+        let bits = r.bytes(blocks.div_ceil(8))?;
+        let continued = (0..blocks)
+            .map(|i| bits[i / 8] >> (i % 8) & 1 == 1)
+            .collect();
+        Ok(Self {
+            layout,
+            width,
+            first_tags,
+            continued,
+        })
+    }
+
+    /// The block an entry with `tag` starts in, if the bucket holds it: the last block that
+    /// starts an entry with a tag at or below it (block 0 when there is none; the fetch then
+    /// finds nothing, as it must look like any other).
+    pub fn block_of(&self, tag: &[u8; TAG_LEN]) -> usize {
+        let mut block = self
+            .first_tags
+            .partition_point(|t| t <= tag)
+            .saturating_sub(1);
+        while block > 0 && self.continued[block] {
+            block -= 1;
+        }
+        block
+    }
+}
+
+/// A bucket's blocks and their directory (the node's side).
+struct BucketBlocks {
+    blocks: Vec<Vec<u8>>,
+    directory: BucketDirectory,
+}
+
+/// The institution's key for bucket mode: a PIR secret and the Galois keys it registers with
+/// the node once ([`BucketKey::registration`], about 1.5 MB).
+#[derive(Clone)]
+pub struct BucketKey {
+    secret: PirSecret,
+    registration: Vec<u8>,
+    key_id: [u8; KEY_ID_LEN],
+}
+
+impl std::fmt::Debug for BucketKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketKey")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BucketKey {
+    /// The key of a 32-byte random seed (the seed is all an institution needs to keep).
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        let secret = PirSecret::from_seed(seed);
+        let galois_seed = xy_shangmi::derive_key(seed, "xinyong pcq galois keys");
+        let registration = secret.galois_keys(&galois_seed).encode();
+        let key_id = crate::pir::key_id_of(&registration);
+        Self {
+            secret,
+            registration,
+            key_id,
+        }
+    }
+
+    /// The encoded Galois keys to register with the node.
+    pub fn registration(&self) -> &[u8] {
+        &self.registration
+    }
+
+    /// The id the node files the keys under.
+    pub fn key_id(&self) -> [u8; KEY_ID_LEN] {
+        self.key_id
+    }
+}
+
+/// Prepare registered Galois keys at the node.
+pub fn server_keys(registration: &[u8]) -> Result<PirServerKeys, PsiError> {
+    Ok(PirServerKeys::new(&PirKeys::decode(registration)?))
+}
+
+/// One PIR query and the window of blocks it asks back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchItem {
+    /// Blocks after the selected one where the window starts.
+    pub first: u32,
+    /// Blocks in the window.
+    pub count: u32,
+    /// The query.
+    pub query: PirQuery,
+}
+
+/// Institution → node, bucket mode's second step: PIR queries over one bucket's blocks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// The bucket count the bucket was computed for.
+    pub bucket_count: u32,
+    /// The bucket.
+    pub bucket: u32,
+    /// The layout digest from the bucket's directory.
+    pub layout: u64,
+    /// 1 to [`MAX_FETCH_ITEMS`] queries, at most [`MAX_FETCH_BLOCKS`] blocks in all.
+    pub items: Vec<FetchItem>,
+}
+
+/// Node → institution: one PIR answer per item, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchResponse {
+    /// The answers.
+    pub answers: Vec<PirAnswer>,
+}
+
+const FETCH_MAGIC: &[u8; 4] = b"XPQF";
+const FETCHED_MAGIC: &[u8; 4] = b"XPQB";
+
+impl FetchRequest {
+    /// Bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(26 + self.items.len() * (12 + crate::pir::QUERY_LEN));
+        out.extend_from_slice(FETCH_MAGIC);
+        out.push(QUERY_VERSION);
+        out.extend_from_slice(&self.bucket_count.to_be_bytes());
+        out.extend_from_slice(&self.bucket.to_be_bytes());
+        out.extend_from_slice(&self.layout.to_be_bytes());
+        out.extend_from_slice(&(self.items.len() as u32).to_be_bytes());
+        for item in &self.items {
+            let query = item.query.encode();
+            out.extend_from_slice(&item.first.to_be_bytes());
+            out.extend_from_slice(&item.count.to_be_bytes());
+            out.extend_from_slice(&(query.len() as u32).to_be_bytes());
+            out.extend_from_slice(&query);
+        }
+        out
+    }
+
+    /// Parse; refuses more than [`MAX_FETCH_ITEMS`] items or [`MAX_FETCH_BLOCKS`] blocks.
+    pub fn decode(bytes: &[u8]) -> Result<Self, PsiError> {
+        let mut r = Reader::new(bytes);
+        if &r.array::<4>()? != FETCH_MAGIC {
+            return Err(PsiError::Malformed("not a bucket fetch"));
+        }
+        if r.u8()? != QUERY_VERSION {
+            return Err(PsiError::Malformed("unknown fetch version"));
+        }
+        let bucket_count = r.u32()?;
+        let bucket = r.u32()?;
+        let layout = r.u64()?;
+        let count = r.u32()? as usize;
+        if count == 0 || count > MAX_FETCH_ITEMS {
+            return Err(PsiError::Malformed(
+                "a fetch with too few or too many items",
+            ));
+        }
+        let mut items = Vec::with_capacity(count);
+        let mut blocks = 0usize;
+        for _ in 0..count {
+            let first = r.u32()?;
+            let count = r.u32()?;
+            blocks += count as usize;
+            if blocks > MAX_FETCH_BLOCKS {
+                return Err(PsiError::Malformed("a fetch asks for too many blocks"));
+            }
+            let len = r.u32()? as usize;
+            let query = PirQuery::decode(r.bytes(len)?)?;
+            items.push(FetchItem {
+                first,
+                count,
+                query,
+            });
+        }
+        r.finish()?;
+        Ok(Self {
+            bucket_count,
+            bucket,
+            layout,
+            items,
+        })
+    }
+}
+
+impl FetchResponse {
+    /// Bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(FETCHED_MAGIC);
+        out.push(QUERY_VERSION);
+        out.extend_from_slice(&(self.answers.len() as u32).to_be_bytes());
+        for answer in &self.answers {
+            let bytes = answer.encode();
+            out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        out
+    }
+
+    /// Parse.
+    pub fn decode(bytes: &[u8]) -> Result<Self, PsiError> {
+        let mut r = Reader::new(bytes);
+        if &r.array::<4>()? != FETCHED_MAGIC {
+            return Err(PsiError::Malformed("not a fetch answer"));
+        }
+        if r.u8()? != QUERY_VERSION {
+            return Err(PsiError::Malformed("unknown fetch answer version"));
+        }
+        let count = r.u32()? as usize;
+        if count == 0 || count > MAX_FETCH_ITEMS {
+            return Err(PsiError::Malformed("a fetch answer with too many answers"));
+        }
+        let mut answers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = r.u32()? as usize;
+            answers.push(PirAnswer::decode(r.bytes(len)?, MAX_FETCH_BLOCKS)?);
+        }
+        r.finish()?;
+        Ok(Self { answers })
+    }
+}
+
+/// Bucket mode after the first step: the ids' OPRF outputs and the PIR fetches that bring
+/// their entries ([`PrivateQuery::fetch`]).
+pub struct BucketFetch {
+    ids: Vec<Vec<u8>>,
+    outputs: Vec<OprfOutput>,
+    /// For each id: its (request, item) slots, in window order.
+    slots: Vec<Vec<(usize, usize)>>,
+    secret: PirSecret,
+}
+
+impl std::fmt::Debug for BucketFetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketFetch")
+            .field("ids", &self.ids.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BucketFetch {
+    /// Decrypt the node's answers (one [`FetchResponse`] per request, in order) and open each
+    /// id's entry. An answer count that does not match, or an entry under an id's tag that
+    /// does not open, ends the query with an error.
+    pub fn finish(self, responses: &[FetchResponse]) -> Result<Vec<QueryAnswer>, PsiError> {
+        let mut answers = Vec::with_capacity(self.ids.len());
+        for ((id, output), slots) in self.ids.into_iter().zip(self.outputs).zip(self.slots) {
+            let mut bytes = Vec::new();
+            for (request, item) in slots {
+                let answer = responses
+                    .get(request)
+                    .and_then(|r| r.answers.get(item))
+                    .ok_or_else(|| {
+                        PsiError::Protocol("the node answered fewer fetches than asked".into())
+                    })?;
+                bytes.extend_from_slice(&self.secret.decrypt(answer));
+            }
+            let tag = output.tag();
+            let count = bytes
+                .get(..2)
+                .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]) as usize);
+            let found = entries(bytes.get(2..).unwrap_or_default())
+                .take(count)
+                .map_while(Result::ok)
+                .find(|e| e.tag == tag);
+            let (found, label) = match found {
+                Some(entry) => (true, Some(output.open(&entry)?)),
+                None => (false, None),
+            };
+            answers.push(QueryAnswer { id, found, label });
+        }
+        Ok(answers)
     }
 }
 
@@ -889,6 +1313,7 @@ pub struct PrivateQuery {
     ids: Vec<Vec<u8>>,
     unblinds: Vec<Scalar>,
     buckets: Vec<u32>,
+    bucket_count: u32,
 }
 
 impl std::fmt::Debug for PrivateQuery {
@@ -955,20 +1380,14 @@ impl PrivateQuery {
                 ids,
                 unblinds,
                 buckets,
+                bucket_count,
             },
             request,
         ))
     }
 
-    /// Unblind the node's answer and open the entries of the ids asked. Filter mode needs the
-    /// institution's [`FilterIndex`]. A point that is not a valid group element, a count that
-    /// does not match, or an entry under an id's tag that does not open ends the query with an
-    /// error.
-    pub fn finish(
-        self,
-        response: &QueryResponse,
-        filter: Option<&FilterIndex>,
-    ) -> Result<Vec<QueryAnswer>, PsiError> {
+    /// The ids' OPRF outputs from the node's evaluated points.
+    fn outputs(&self, response: &QueryResponse) -> Result<Vec<OprfOutput>, PsiError> {
         if response.evaluated.len() != self.ids.len() {
             return Err(PsiError::Protocol(format!(
                 "{} ids asked, {} evaluated",
@@ -976,16 +1395,7 @@ impl PrivateQuery {
                 response.evaluated.len()
             )));
         }
-        let filter = match (self.mode, filter) {
-            (QueryMode::Filter, None) => {
-                return Err(PsiError::Protocol(
-                    "filter mode needs the filter snapshot".into(),
-                ));
-            }
-            (_, filter) => filter,
-        };
-        let outputs = self
-            .ids
+        self.ids
             .par_iter()
             .zip(self.unblinds.par_iter())
             .zip(response.evaluated.par_iter())
@@ -996,29 +1406,103 @@ impl PrivateQuery {
                     &Ristretto255::encode(&(point * unblind)),
                 ))
             })
-            .collect::<Result<Vec<_>, PsiError>>()?;
-        let mut answers = Vec::with_capacity(self.ids.len());
-        for ((id, output), bucket) in self.ids.into_iter().zip(outputs).zip(self.buckets) {
-            let tag = output.tag();
-            let (found, label) = match self.mode {
-                QueryMode::Filter => (filter.is_some_and(|f| f.contains(&tag)), None),
-                QueryMode::Bucket => {
-                    let (_, body) = response
-                        .buckets
-                        .iter()
-                        .find(|(b, _)| *b == bucket)
-                        .ok_or_else(|| {
-                            PsiError::Protocol(format!("the answer lacks bucket {bucket}"))
-                        })?;
-                    match entries(body).flatten().find(|e| e.tag == tag) {
-                        Some(entry) => (true, Some(output.open(&entry)?)),
-                        None => (false, None),
-                    }
-                }
-            };
-            answers.push(QueryAnswer { id, found, label });
+            .collect()
+    }
+
+    /// Filter mode: unblind the node's answer and look the ids' tags up in the institution's
+    /// [`FilterIndex`]. A point that is not a valid group element or a count that does not
+    /// match ends the query with an error.
+    pub fn finish(
+        self,
+        response: &QueryResponse,
+        filter: &FilterIndex,
+    ) -> Result<Vec<QueryAnswer>, PsiError> {
+        if self.mode != QueryMode::Filter {
+            return Err(PsiError::Protocol(
+                "bucket mode goes on with a fetch (PrivateQuery::fetch)".into(),
+            ));
         }
-        Ok(answers)
+        let outputs = self.outputs(response)?;
+        Ok(self
+            .ids
+            .into_iter()
+            .zip(outputs)
+            .map(|(id, output)| QueryAnswer {
+                id,
+                found: filter.contains(&output.tag()),
+                label: None,
+            })
+            .collect())
+    }
+
+    /// Bucket mode: unblind the node's answer and make the PIR fetches that bring each id's
+    /// block(s) of its bucket, one request per bucket (more when a bucket's items exceed a
+    /// request's limits). `randomness` fills 32 bytes per PIR query.
+    pub fn fetch(
+        self,
+        response: &QueryResponse,
+        key: &BucketKey,
+        randomness: &mut dyn FnMut(&mut [u8; 32]),
+    ) -> Result<(BucketFetch, Vec<FetchRequest>), PsiError> {
+        if self.mode != QueryMode::Bucket {
+            return Err(PsiError::Protocol("only bucket mode fetches".into()));
+        }
+        let outputs = self.outputs(response)?;
+        let mut requests: Vec<FetchRequest> = Vec::new();
+        let mut slots = Vec::with_capacity(self.ids.len());
+        for (output, bucket) in outputs.iter().zip(&self.buckets) {
+            let (_, directory) = response
+                .buckets
+                .iter()
+                .find(|(b, _)| b == bucket)
+                .ok_or_else(|| PsiError::Protocol(format!("the answer lacks bucket {bucket}")))?;
+            let blocks = directory.first_tags.len();
+            let block = directory.block_of(&output.tag());
+            let mut seed = [0u8; 32];
+            randomness(&mut seed);
+            let query = key.secret.query(key.key_id, block, blocks, &seed)?;
+            let mut id_slots = Vec::new();
+            let width = directory.width as usize;
+            for first in (0..width).step_by(MAX_FETCH_BLOCKS) {
+                let count = (width - first).min(MAX_FETCH_BLOCKS);
+                let item = FetchItem {
+                    first: first as u32,
+                    count: count as u32,
+                    query: query.clone(),
+                };
+                // The last request for this bucket, if the item fits in it.
+                let open = requests.iter().rposition(|r| {
+                    r.bucket == *bucket
+                        && r.items.len() < MAX_FETCH_ITEMS
+                        && r.items.iter().map(|i| i.count as usize).sum::<usize>() + count
+                            <= MAX_FETCH_BLOCKS
+                });
+                let at = match open {
+                    Some(at) => at,
+                    None => {
+                        requests.push(FetchRequest {
+                            bucket_count: self.bucket_count,
+                            bucket: *bucket,
+                            layout: directory.layout,
+                            items: Vec::new(),
+                        });
+                        requests.len() - 1
+                    }
+                };
+                requests[at].items.push(item);
+                id_slots.push((at, requests[at].items.len() - 1));
+            }
+            slots.push(id_slots);
+        }
+        Ok((
+            BucketFetch {
+                ids: self.ids,
+                outputs,
+                slots,
+                secret: key.secret.clone(),
+            },
+            requests,
+        ))
     }
 }
 

@@ -6,9 +6,13 @@
 use std::collections::HashMap;
 
 use rand::{Rng, SeedableRng};
+use std::sync::OnceLock;
+
+use xy_psi::pir::PirServerKeys;
 use xy_psi::query::{
-    FilterIndex, LabelIndex, MIN_BUCKET, OprfKey, PrivateQuery, QueryItem, QueryMode, QueryRequest,
-    QueryResponse, Snapshot, bucket_count_for, bucket_of, entries,
+    BucketKey, FetchRequest, FetchResponse, FilterIndex, LAYOUT_CHANGED, LabelIndex, MIN_BUCKET,
+    OprfKey, PrivateQuery, QueryAnswer, QueryItem, QueryMode, QueryRequest, QueryResponse,
+    Snapshot, bucket_count_for, bucket_of, entries, server_keys,
 };
 use xy_psi::{PsiError, PsiGroup, Ristretto255};
 
@@ -43,6 +47,38 @@ fn asked(rng: &mut impl Rng, n: u64, held: usize, absent: usize) -> Vec<Vec<u8>>
     let mut ids: Vec<Vec<u8>> = (0..held).map(|_| uscc(rng.random_range(0..n))).collect();
     ids.extend((0..absent).map(|_| uscc(n + rng.random_range(0..1u64 << 30))));
     ids
+}
+
+/// The institution's bucket key and the node's form of it.
+fn bucket_keys() -> &'static (BucketKey, PirServerKeys) {
+    static KEYS: OnceLock<(BucketKey, PirServerKeys)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let key = BucketKey::from_seed(&[42; 32]);
+        let server = server_keys(key.registration()).unwrap();
+        (key, server)
+    })
+}
+
+/// Bucket mode's two steps, through the codecs: the OPRF with the directories, then the PIR
+/// fetches.
+fn bucket_answers(
+    index: &LabelIndex,
+    query: PrivateQuery,
+    request: &QueryRequest,
+) -> Vec<QueryAnswer> {
+    let response = QueryResponse::decode(&index.answer(request).unwrap().encode()).unwrap();
+    let (key, server) = bucket_keys();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    let mut fill = |seed: &mut [u8; 32]| rng.fill(&mut seed[..]);
+    let (fetch, requests) = query.fetch(&response, key, &mut fill).unwrap();
+    let responses: Vec<FetchResponse> = requests
+        .iter()
+        .map(|r| {
+            let r = FetchRequest::decode(&r.encode()).unwrap();
+            FetchResponse::decode(&index.fetch(&r, server).unwrap().encode()).unwrap()
+        })
+        .collect();
+    fetch.finish(&responses).unwrap()
 }
 
 /// Bucket mode: the labels of held ids, nothing for the others.
@@ -83,11 +119,10 @@ fn bucket_mode_returns_the_labels_of_held_ids_only_and_covers_a_thousand_subject
             Ristretto255::encode(&Ristretto255::hash_to_point(id))
         );
     }
-    let response = QueryResponse::decode(&index.answer(&request).unwrap().encode()).unwrap();
-    for (_, body) in &response.buckets {
-        assert!(entries(body).count() >= MIN_BUCKET);
+    for item in &request.items {
+        assert!(index.covered(item.bucket) >= MIN_BUCKET);
     }
-    let answers = query.finish(&response, None).unwrap();
+    let answers = bucket_answers(&index, query, &request);
     assert_eq!(answers.iter().filter(|a| a.label.is_some()).count(), 6);
     check(&answers, &plain);
 }
@@ -103,9 +138,8 @@ fn a_node_smaller_than_a_bucket_answers_with_everything() {
         &mut randomness(3),
     )
     .unwrap();
-    let response = index.answer(&request).unwrap();
-    assert_eq!(entries(&response.buckets[0].1).count(), 300);
-    check(&query.finish(&response, None).unwrap(), &plain);
+    assert_eq!(index.covered(request.items[0].bucket), 300);
+    check(&bucket_answers(&index, query, &request), &plain);
 }
 
 #[test]
@@ -122,7 +156,7 @@ fn filter_mode_needs_only_the_oprf_online_and_follows_deltas() {
     assert!(request.items.iter().all(|i| i.bucket == 0));
     let response = index.answer(&request).unwrap();
     assert!(response.buckets.is_empty());
-    let answers = query.finish(&response, Some(&filter)).unwrap();
+    let answers = query.finish(&response, &filter).unwrap();
     assert_eq!(answers.iter().filter(|a| a.found).count(), 5);
     check_membership(&answers, &plain);
 
@@ -147,7 +181,7 @@ fn filter_mode_needs_only_the_oprf_online_and_follows_deltas() {
     let (query, request) =
         PrivateQuery::new(QueryMode::Filter, ids, 0, &mut randomness(5)).unwrap();
     let answers = query
-        .finish(&index.answer(&request).unwrap(), Some(&filter))
+        .finish(&index.answer(&request).unwrap(), &filter)
         .unwrap();
     check_membership(&answers, &plain);
     // The same changes reach bucket mode.
@@ -159,12 +193,7 @@ fn filter_mode_needs_only_the_oprf_online_and_follows_deltas() {
         &mut randomness(6),
     )
     .unwrap();
-    check(
-        &query
-            .finish(&index.answer(&request).unwrap(), None)
-            .unwrap(),
-        &plain,
-    );
+    check(&bucket_answers(&index, query, &request), &plain);
 }
 
 #[test]
@@ -210,7 +239,7 @@ fn invalid_points_are_refused_not_multiplied() {
     };
     let filter = FilterIndex::default();
     assert!(matches!(
-        query.finish(&forged, Some(&filter)),
+        query.finish(&forged, &filter),
         Err(PsiError::InvalidPoint(_))
     ));
 }
@@ -269,7 +298,7 @@ fn the_codecs_round_trip_and_never_panic_on_garbage() {
         if bytes.len() >= 5 && rng.random_bool(0.5) {
             let magic: &[u8] = [b"XPQ?", b"XPQ!", b"XPQS"][rng.random_range(0..3)];
             bytes[..4].copy_from_slice(magic);
-            bytes[4] = 1;
+            bytes[4] = 2;
         }
         let _ = QueryRequest::decode(&bytes);
         let _ = QueryResponse::decode(&bytes);
@@ -300,8 +329,80 @@ fn a_subject_listed_twice_keeps_its_last_label_and_chunks_build_the_same_index()
         &mut randomness(12),
     )
     .unwrap();
-    let answers = query
-        .finish(&index.answer(&request).unwrap(), None)
-        .unwrap();
+    let answers = bucket_answers(&index, query, &request);
     assert_eq!(answers[0].label.as_deref(), Some(&b"later"[..]));
+}
+
+#[test]
+fn labels_longer_than_a_block_are_fetched_whole() {
+    // Labels of 9 KB and 30 KB (three and eight blocks) among short ones.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let mut subjects: Vec<(Vec<u8>, Vec<u8>)> = (0..1300).map(|i| (uscc(i), label(i))).collect();
+    for (i, len) in [(3u64, 9_000usize), (700, 30_000)] {
+        subjects[i as usize].1 = (0..len).map(|_| rng.random()).collect();
+    }
+    let plain: HashMap<Vec<u8>, Vec<u8>> = subjects.iter().cloned().collect();
+    let index = LabelIndex::build(key(1), subjects, 1);
+    let ids = vec![uscc(3), uscc(700), uscc(4), uscc(5_000_000)];
+    let (query, request) = PrivateQuery::new(
+        QueryMode::Bucket,
+        ids,
+        index.bucket_count(),
+        &mut randomness(14),
+    )
+    .unwrap();
+    let answers = bucket_answers(&index, query, &request);
+    assert!(answers[0].found && answers[1].found && answers[2].found && !answers[3].found);
+    check(&answers, &plain);
+}
+
+#[test]
+fn a_fetch_is_refused_when_the_bucket_changed_or_the_keys_differ() {
+    let (mut index, _) = node(2600);
+    let (query, request) = PrivateQuery::new(
+        QueryMode::Bucket,
+        vec![uscc(1)],
+        index.bucket_count(),
+        &mut randomness(15),
+    )
+    .unwrap();
+    let response = index.answer(&request).unwrap();
+    let (key, server) = bucket_keys();
+    let mut fill = |seed: &mut [u8; 32]| seed.fill(5);
+    let (_, requests) = query.fetch(&response, key, &mut fill).unwrap();
+    // Keys registered by someone else: refused.
+    let other = server_keys(BucketKey::from_seed(&[43; 32]).registration()).unwrap();
+    assert!(index.fetch(&requests[0], &other).is_err());
+    // A fetch made for another layout of the bucket (it changed between the two steps):
+    // refused, by name.
+    let mut stale = requests[0].clone();
+    stale.layout ^= 1;
+    let err = index.fetch(&stale, server).unwrap_err().to_string();
+    assert!(err.contains(LAYOUT_CHANGED), "{err}");
+    // A label replaced in place keeps the layout: the fetch brings the new label.
+    index.upsert(&uscc(1), b"changed");
+    index.fetch(&requests[0], server).unwrap();
+    // A window past the bucket's width.
+    let mut wide = requests[0].clone();
+    wide.items[0].count = 2;
+    wide.layout = index.answer(&request).unwrap().buckets[0].1.layout;
+    let err = index.fetch(&wide, server).unwrap_err().to_string();
+    assert!(err.contains("width"), "{err}");
+    // Garbage never panics the fetch codecs.
+    let bytes = requests[0].encode();
+    for cut in (0..bytes.len()).step_by(1013) {
+        assert!(FetchRequest::decode(&bytes[..cut]).is_err());
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+    for _ in 0..5_000 {
+        let len = rng.random_range(0..200);
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        if bytes.len() >= 5 && rng.random_bool(0.5) {
+            let magic: &[u8] = [b"XPQF", b"XPQB"][rng.random_range(0..2)];
+            bytes[..4].copy_from_slice(magic);
+            bytes[4] = 2;
+        }
+        let _ = FetchRequest::decode(&bytes);
+        let _ = FetchResponse::decode(&bytes);
+    }
 }
