@@ -670,6 +670,9 @@ pub struct Snapshot {
 }
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"XPQS";
+/// Version of the snapshot format (unchanged by bucket mode's PIR: filters kept on disk by
+/// institutions stay readable).
+const SNAPSHOT_VERSION: u8 = 1;
 /// Most tags in one snapshot or delta (more than any node holds).
 const MAX_SNAPSHOT_TAGS: usize = 1 << 31;
 
@@ -678,7 +681,7 @@ impl Snapshot {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(42 + (self.added.len() + self.removed.len()) * TAG_LEN);
         out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.push(QUERY_VERSION);
+        out.push(SNAPSHOT_VERSION);
         out.push(u8::from(self.delta));
         out.extend_from_slice(&self.epoch.to_be_bytes());
         out.extend_from_slice(&self.bucket_count.to_be_bytes());
@@ -698,7 +701,7 @@ impl Snapshot {
         if &r.array::<4>()? != SNAPSHOT_MAGIC {
             return Err(PsiError::Malformed("not a filter snapshot"));
         }
-        if r.u8()? != QUERY_VERSION {
+        if r.u8()? != SNAPSHOT_VERSION {
             return Err(PsiError::Malformed("unknown snapshot version"));
         }
         let delta = match r.u8()? {
