@@ -2,9 +2,12 @@
 //!
 //! ```text
 //! institution ──pq.info──────────────────────────────▶ node   bucket count, subjects, epoch
-//! institution ──pq.snapshot {since, from_bucket}─────▶ node   filter mode: entries, in pages
+//! institution ──pq.snapshot {since, from_bucket}─────▶ node   filter mode: tags, in pages
+//! institution ──pq.keys (PIR Galois keys, once)──────▶ node   bucket mode, kept in memory
 //! institution ──pq.query (blinded ids [+ buckets])───▶ node   rate-limited, audited (count only)
-//! institution ◀── evaluated points [+ bucket entries] ── node
+//! institution ◀── evaluated points [+ bucket directories] ── node
+//! institution ──pq.fetch (a PIR query per id)────────▶ node   bucket mode, audited (count only)
+//! institution ◀── PIR answers (the id's block, encrypted) ── node
 //! ```
 //!
 //! The node builds its [`LabelIndex`] from its collection store: each subject's records, masked
