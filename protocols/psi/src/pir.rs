@@ -112,6 +112,14 @@ fn mul_shoup(a: u64, (w, w_shoup): (u64, u64)) -> u64 {
     if r >= MODULUS { r - MODULUS } else { r }
 }
 
+/// a·w mod q up to one q (the result is below 2q), for a < 2^64.
+#[inline(always)]
+fn mul_shoup_lazy(a: u64, (w, w_shoup): (u64, u64)) -> u64 {
+    let quotient = ((u128::from(a) * u128::from(w_shoup)) >> 64) as u64;
+    a.wrapping_mul(w)
+        .wrapping_sub(quotient.wrapping_mul(MODULUS))
+}
+
 #[inline(always)]
 fn add_mod(a: u64, b: u64) -> u64 {
     let s = a + b;
@@ -178,8 +186,10 @@ impl Ring {
         ring
     }
 
-    /// Forward negacyclic NTT in place (Cooley–Tukey, bit-reversed order).
+    /// Forward negacyclic NTT in place (Cooley–Tukey, bit-reversed order). Harvey's lazy
+    /// butterflies: values stay below 4q (q < 2^62) and are reduced once at the end.
     fn ntt(&self, a: &mut [u64]) {
+        let two_q = 2 * MODULUS;
         let mut t = DEGREE;
         let mut m = 1;
         while m < DEGREE {
@@ -188,18 +198,24 @@ impl Ring {
                 let w = self.psi[m + i];
                 let (lo, hi) = a[2 * i * t..2 * i * t + 2 * t].split_at_mut(t);
                 for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
-                    let u = *x;
-                    let v = mul_shoup(*y, w);
-                    *x = add_mod(u, v);
-                    *y = sub_mod(u, v);
+                    let u = if *x >= two_q { *x - two_q } else { *x };
+                    let v = mul_shoup_lazy(*y, w);
+                    *x = u + v;
+                    *y = u + two_q - v;
                 }
             }
             m *= 2;
         }
+        for x in a.iter_mut() {
+            let r = if *x >= two_q { *x - two_q } else { *x };
+            *x = if r >= MODULUS { r - MODULUS } else { r };
+        }
     }
 
-    /// Inverse negacyclic NTT in place (Gentleman–Sande), scaled by N^−1.
+    /// Inverse negacyclic NTT in place (Gentleman–Sande), scaled by N^−1. Lazy butterflies:
+    /// values stay below 2q until the final scaling reduces them.
     fn intt(&self, a: &mut [u64]) {
+        let two_q = 2 * MODULUS;
         let mut t = 1;
         let mut m = DEGREE;
         while m > 1 {
@@ -208,10 +224,10 @@ impl Ring {
                 let w = self.psi_inv[h + i];
                 let (lo, hi) = a[2 * i * t..2 * i * t + 2 * t].split_at_mut(t);
                 for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
-                    let u = *x;
-                    let v = *y;
-                    *x = add_mod(u, v);
-                    *y = mul_shoup(sub_mod(u, v), w);
+                    let (u, v) = (*x, *y);
+                    let sum = u + v;
+                    *x = if sum >= two_q { sum - two_q } else { sum };
+                    *y = mul_shoup_lazy(u + two_q - v, w);
                 }
             }
             t *= 2;
