@@ -625,7 +625,8 @@ impl PrivateQueryClient {
             let mut sent = 0;
             let mut received = 0;
             // A bucket that changes between the steps is asked again, a few times at most.
-            for attempt in 0.. {
+            let mut attempt = 0;
+            loop {
                 let mut fill = |bytes: &mut [u8; 64]| rand::fill(&mut bytes[..]);
                 let (query, request) =
                     PrivateQuery::new(mode, ids.clone(), bucket_count, &mut fill)?;
@@ -695,12 +696,12 @@ impl PrivateQueryClient {
                     responses.push(FetchResponse::decode(body)?);
                 }
                 if stale {
+                    attempt += 1;
                     continue;
                 }
                 let answers = tokio::task::block_in_place(|| fetch.finish(&responses))?;
                 return Ok((positions, answers, sent, received));
             }
-            unreachable!("the loop returns")
         });
         let mut answers: Vec<Option<QueryAnswer>> = Vec::new();
         for result in futures::future::join_all(requests).await {
