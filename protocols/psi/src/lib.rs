@@ -18,6 +18,7 @@ pub mod group;
 pub mod message;
 pub mod pir;
 pub mod query;
+mod reader;
 
 use std::collections::HashSet;
 

@@ -27,6 +27,7 @@ use rayon::prelude::*;
 use std::sync::OnceLock;
 
 use crate::PsiError;
+use crate::reader::Reader;
 
 /// Ring degree N.
 pub const DEGREE: usize = 4096;
@@ -52,6 +53,7 @@ const KEYS_MAGIC: &[u8; 4] = b"XPIK";
 const QUERY_MAGIC: &[u8; 4] = b"XPIQ";
 const ANSWER_MAGIC: &[u8; 4] = b"XPIA";
 const PIR_VERSION: u8 = 1;
+const UNKNOWN_VERSION: &str = "unknown PIR version";
 /// Bytes of a key id.
 pub const KEY_ID_LEN: usize = 16;
 
@@ -493,17 +495,13 @@ impl PirKeys {
 
     /// Parse [`PirKeys::encode`]'s bytes; every coefficient must be below q.
     pub fn decode(bytes: &[u8]) -> Result<Self, PsiError> {
-        let body = header(bytes, KEYS_MAGIC, "not PIR keys")?;
-        let (seed, mut rest) = split_array::<32>(body)?;
-        let mut betas = Vec::with_capacity(MAX_LEVELS * GADGET_DIGITS);
-        for _ in 0..MAX_LEVELS * GADGET_DIGITS {
-            let (beta, tail) = unpack(rest, MODULUS_BITS)?;
-            betas.push(beta);
-            rest = tail;
-        }
-        if !rest.is_empty() {
-            return Err(PsiError::Malformed("trailing bytes after PIR keys"));
-        }
+        let mut r = Reader::new(bytes);
+        r.header(KEYS_MAGIC, PIR_VERSION, "not PIR keys", UNKNOWN_VERSION)?;
+        let seed = r.array()?;
+        let betas = (0..MAX_LEVELS * GADGET_DIGITS)
+            .map(|_| unpack(&mut r, MODULUS_BITS))
+            .collect::<Result<_, _>>()?;
+        r.finish()?;
         Ok(Self { seed, betas })
     }
 
@@ -787,18 +785,16 @@ impl PirQuery {
 
     /// Parse [`PirQuery::encode`]'s bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, PsiError> {
-        let body = header(bytes, QUERY_MAGIC, "not a PIR query")?;
-        let (key_id, rest) = split_array::<KEY_ID_LEN>(body)?;
-        let (blocks, rest) = split_array::<4>(rest)?;
-        let blocks = u32::from_be_bytes(blocks);
+        let mut r = Reader::new(bytes);
+        r.header(QUERY_MAGIC, PIR_VERSION, "not a PIR query", UNKNOWN_VERSION)?;
+        let key_id = r.array()?;
+        let blocks = r.u32()?;
         if blocks == 0 || blocks as usize > MAX_BLOCKS {
             return Err(PsiError::Malformed("a PIR query over too many blocks"));
         }
-        let (seed, rest) = split_array::<32>(rest)?;
-        let (b, rest) = unpack(rest, MODULUS_BITS)?;
-        if !rest.is_empty() {
-            return Err(PsiError::Malformed("trailing bytes after a PIR query"));
-        }
+        let seed = r.array()?;
+        let b = unpack(&mut r, MODULUS_BITS)?;
+        r.finish()?;
         Ok(Self {
             key_id,
             blocks,
@@ -845,49 +841,29 @@ impl PirAnswer {
 
     /// Parse [`PirAnswer::encode`]'s bytes; at most `max_blocks` blocks.
     pub fn decode(bytes: &[u8], max_blocks: usize) -> Result<Self, PsiError> {
-        let body = header(bytes, ANSWER_MAGIC, "not a PIR answer")?;
-        let (count, mut rest) = split_array::<4>(body)?;
-        let count = u32::from_be_bytes(count) as usize;
+        let mut r = Reader::new(bytes);
+        r.header(
+            ANSWER_MAGIC,
+            PIR_VERSION,
+            "not a PIR answer",
+            UNKNOWN_VERSION,
+        )?;
+        let count = r.u32()? as usize;
         if count == 0 || count > max_blocks {
             return Err(PsiError::Malformed(
                 "a PIR answer with an unexpected block count",
             ));
         }
         let mut blocks = Vec::with_capacity(count);
+        let narrow = |p: Poly| p.into_iter().map(|x| x as u32).collect::<Vec<u32>>();
         for _ in 0..count {
-            let (a, tail) = unpack(rest, ANSWER_BITS)?;
-            let (b, tail) = unpack(tail, ANSWER_BITS)?;
-            rest = tail;
-            let narrow = |p: Poly| p.into_iter().map(|x| x as u32).collect::<Vec<u32>>();
+            let a = unpack(&mut r, ANSWER_BITS)?;
+            let b = unpack(&mut r, ANSWER_BITS)?;
             blocks.push((narrow(a), narrow(b)));
         }
-        if !rest.is_empty() {
-            return Err(PsiError::Malformed("trailing bytes after a PIR answer"));
-        }
+        r.finish()?;
         Ok(Self { blocks })
     }
-}
-
-fn header<'a>(bytes: &'a [u8], magic: &[u8; 4], what: &'static str) -> Result<&'a [u8], PsiError> {
-    if bytes.len() < 5 || &bytes[..4] != magic {
-        return Err(PsiError::Malformed(what));
-    }
-    if bytes[4] != PIR_VERSION {
-        return Err(PsiError::Malformed("unknown PIR version"));
-    }
-    Ok(&bytes[5..])
-}
-
-fn split_array<const L: usize>(bytes: &[u8]) -> Result<([u8; L], &[u8]), PsiError> {
-    if bytes.len() < L {
-        return Err(PsiError::Malformed(
-            "a PIR message ends before its fields do",
-        ));
-    }
-    let (head, tail) = bytes.split_at(L);
-    let mut out = [0u8; L];
-    out.copy_from_slice(head);
-    Ok((out, tail))
 }
 
 fn packed_len(bits: u32) -> usize {
@@ -912,15 +888,9 @@ fn pack(poly: &[u64], bits: u32, out: &mut Vec<u8>) {
     }
 }
 
-/// The inverse of [`pack`]; coefficients of `bits` = 62 must be below q.
-fn unpack(bytes: &[u8], bits: u32) -> Result<(Poly, &[u8]), PsiError> {
-    let len = packed_len(bits);
-    if bytes.len() < len {
-        return Err(PsiError::Malformed(
-            "a PIR message ends before its fields do",
-        ));
-    }
-    let (head, tail) = bytes.split_at(len);
+/// The inverse of [`pack`], read from `r`; coefficients of `bits` = 62 must be below q.
+fn unpack(r: &mut Reader<'_>, bits: u32) -> Result<Poly, PsiError> {
+    let head = r.bytes(packed_len(bits))?;
     let mask = (1u128 << bits) - 1;
     let mut out = Vec::with_capacity(DEGREE);
     let mut acc: u128 = 0;
@@ -939,7 +909,7 @@ fn unpack(bytes: &[u8], bits: u32) -> Result<(Poly, &[u8]), PsiError> {
             "a PIR coefficient not below the modulus",
         ));
     }
-    Ok((out, tail))
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -994,11 +964,14 @@ mod tests {
         let mut bytes = Vec::new();
         pack(&a, MODULUS_BITS, &mut bytes);
         assert_eq!(bytes.len(), packed_len(MODULUS_BITS));
-        assert_eq!(unpack(&bytes, MODULUS_BITS).unwrap().0, a);
+        assert_eq!(unpack(&mut Reader::new(&bytes), MODULUS_BITS).unwrap(), a);
         let small: Poly = a.iter().map(|x| x & ((1 << ANSWER_BITS) - 1)).collect();
         let mut bytes = Vec::new();
         pack(&small, ANSWER_BITS, &mut bytes);
-        assert_eq!(unpack(&bytes, ANSWER_BITS).unwrap().0, small);
+        assert_eq!(
+            unpack(&mut Reader::new(&bytes), ANSWER_BITS).unwrap(),
+            small
+        );
     }
 
     fn database(blocks: usize, seed: u8) -> Vec<Vec<u8>> {

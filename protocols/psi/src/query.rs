@@ -34,6 +34,7 @@ use crate::group::{POINT_LEN, PsiGroup, Ristretto255};
 use crate::pir::{
     BLOCK_BYTES, KEY_ID_LEN, MAX_BLOCKS, PirAnswer, PirKeys, PirQuery, PirSecret, PirServerKeys,
 };
+use crate::reader::Reader;
 
 /// Bytes of an entry's tag.
 pub const TAG_LEN: usize = 8;
@@ -698,12 +699,12 @@ impl Snapshot {
     /// Parse [`Snapshot::encode`]'s bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, PsiError> {
         let mut r = Reader::new(bytes);
-        if &r.array::<4>()? != SNAPSHOT_MAGIC {
-            return Err(PsiError::Malformed("not a filter snapshot"));
-        }
-        if r.u8()? != SNAPSHOT_VERSION {
-            return Err(PsiError::Malformed("unknown snapshot version"));
-        }
+        r.header(
+            SNAPSHOT_MAGIC,
+            SNAPSHOT_VERSION,
+            "not a filter snapshot",
+            "unknown snapshot version",
+        )?;
         let delta = match r.u8()? {
             0 => false,
             1 => true,
@@ -890,12 +891,12 @@ impl QueryRequest {
     /// Parse; refuses more than [`MAX_QUERY_IDS`] ids and trailing bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, PsiError> {
         let mut r = Reader::new(bytes);
-        if &r.array::<4>()? != REQUEST_MAGIC {
-            return Err(PsiError::Malformed("not a private query"));
-        }
-        if r.u8()? != QUERY_VERSION {
-            return Err(PsiError::Malformed("unknown query version"));
-        }
+        r.header(
+            REQUEST_MAGIC,
+            QUERY_VERSION,
+            "not a private query",
+            "unknown query version",
+        )?;
         let mode = match r.u8()? {
             0 => QueryMode::Bucket,
             1 => QueryMode::Filter,
@@ -950,12 +951,12 @@ impl QueryResponse {
     /// Parse, checking every entry.
     pub fn decode(bytes: &[u8]) -> Result<Self, PsiError> {
         let mut r = Reader::new(bytes);
-        if &r.array::<4>()? != RESPONSE_MAGIC {
-            return Err(PsiError::Malformed("not a private query answer"));
-        }
-        if r.u8()? != QUERY_VERSION {
-            return Err(PsiError::Malformed("unknown answer version"));
-        }
+        r.header(
+            RESPONSE_MAGIC,
+            QUERY_VERSION,
+            "not a private query answer",
+            "unknown answer version",
+        )?;
         let count = r.u32()? as usize;
         if count > MAX_QUERY_IDS {
             return Err(PsiError::Malformed(
@@ -1166,12 +1167,12 @@ impl FetchRequest {
     /// Parse; refuses more than [`MAX_FETCH_ITEMS`] items or [`MAX_FETCH_BLOCKS`] blocks.
     pub fn decode(bytes: &[u8]) -> Result<Self, PsiError> {
         let mut r = Reader::new(bytes);
-        if &r.array::<4>()? != FETCH_MAGIC {
-            return Err(PsiError::Malformed("not a bucket fetch"));
-        }
-        if r.u8()? != QUERY_VERSION {
-            return Err(PsiError::Malformed("unknown fetch version"));
-        }
+        r.header(
+            FETCH_MAGIC,
+            QUERY_VERSION,
+            "not a bucket fetch",
+            "unknown fetch version",
+        )?;
         let bucket_count = r.u32()?;
         let bucket = r.u32()?;
         let layout = r.u64()?;
@@ -1226,12 +1227,12 @@ impl FetchResponse {
     /// Parse.
     pub fn decode(bytes: &[u8]) -> Result<Self, PsiError> {
         let mut r = Reader::new(bytes);
-        if &r.array::<4>()? != FETCHED_MAGIC {
-            return Err(PsiError::Malformed("not a fetch answer"));
-        }
-        if r.u8()? != QUERY_VERSION {
-            return Err(PsiError::Malformed("unknown fetch answer version"));
-        }
+        r.header(
+            FETCHED_MAGIC,
+            QUERY_VERSION,
+            "not a fetch answer",
+            "unknown fetch answer version",
+        )?;
         let count = r.u32()? as usize;
         if count == 0 || count > MAX_FETCH_ITEMS {
             return Err(PsiError::Malformed("a fetch answer with too many answers"));
@@ -1506,55 +1507,5 @@ impl PrivateQuery {
             },
             requests,
         ))
-    }
-}
-
-/// Reads big-endian fields from a byte slice, checking every length.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes }
-    }
-
-    fn bytes(&mut self, len: usize) -> Result<&'a [u8], PsiError> {
-        if self.rest.len() < len {
-            return Err(PsiError::Malformed("a message ends before its fields do"));
-        }
-        let (head, tail) = self.rest.split_at(len);
-        self.rest = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], PsiError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.bytes(N)?);
-        Ok(out)
-    }
-
-    fn u8(&mut self) -> Result<u8, PsiError> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, PsiError> {
-        Ok(u32::from_be_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, PsiError> {
-        Ok(u64::from_be_bytes(self.array()?))
-    }
-
-    fn remaining(self) -> &'a [u8] {
-        self.rest
-    }
-
-    fn finish(self) -> Result<(), PsiError> {
-        if self.rest.is_empty() {
-            Ok(())
-        } else {
-            Err(PsiError::Malformed("trailing bytes after a message"))
-        }
     }
 }
