@@ -390,7 +390,13 @@ impl PirSecret {
                 betas.push(beta);
             }
         }
-        PirKeys { seed: *seed, betas }
+        let mut keys = PirKeys {
+            seed: *seed,
+            betas,
+            key_id: [0; KEY_ID_LEN],
+        };
+        keys.key_id = key_id_of(&keys.encode());
+        keys
     }
 
     /// A query for block `index` of `blocks` (blocks ≤ [`MAX_BLOCKS`]); `seed` gives the
@@ -472,6 +478,8 @@ pub struct PirKeys {
     seed: [u8; 32],
     /// β of each (level, digit), NTT form.
     betas: Vec<Poly>,
+    /// SM3 of the encoding, shortened (kept: the encoding is 1.5 MB).
+    key_id: [u8; KEY_ID_LEN],
 }
 
 impl std::fmt::Debug for PirKeys {
@@ -502,12 +510,17 @@ impl PirKeys {
             .map(|_| unpack(&mut r, MODULUS_BITS))
             .collect::<Result<_, _>>()?;
         r.finish()?;
-        Ok(Self { seed, betas })
+        // The encoding is canonical: these bytes are what `encode` gives.
+        Ok(Self {
+            seed,
+            betas,
+            key_id: key_id_of(bytes),
+        })
     }
 
     /// The key id: SM3 of the encoding, shortened.
     pub fn key_id(&self) -> [u8; KEY_ID_LEN] {
-        key_id_of(&self.encode())
+        self.key_id
     }
 }
 
@@ -517,6 +530,49 @@ pub fn key_id_of(encoded: &[u8]) -> [u8; KEY_ID_LEN] {
     let mut id = [0u8; KEY_ID_LEN];
     id.copy_from_slice(&digest[..KEY_ID_LEN]);
     id
+}
+
+/// The blocks a query selects from, prepared once for any number of queries: each block
+/// centred, in NTT and Montgomery form.
+pub struct PirDatabase {
+    blocks: Vec<Poly>,
+}
+
+impl std::fmt::Debug for PirDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PirDatabase")
+            .field("blocks", &self.blocks.len())
+            .finish()
+    }
+}
+
+impl PirDatabase {
+    /// Prepare 1 to [`MAX_BLOCKS`] blocks of at most [`BLOCK_BYTES`] bytes (on all cores).
+    pub fn new(blocks: &[&[u8]]) -> Result<Self, PsiError> {
+        if blocks.is_empty() || blocks.len() > MAX_BLOCKS {
+            return Err(PsiError::Protocol(format!(
+                "{} blocks; a query selects from 1 to {MAX_BLOCKS}",
+                blocks.len()
+            )));
+        }
+        if blocks.iter().any(|b| b.len() > BLOCK_BYTES) {
+            return Err(PsiError::Protocol("a block beyond 4 KiB".into()));
+        }
+        let ring = ring();
+        let blocks = blocks
+            .par_iter()
+            .map(|block| {
+                let mut p = vec![0u64; DEGREE];
+                for (x, &byte) in p.iter_mut().zip(block.iter()) {
+                    *x = from_signed(i64::from(byte as i8));
+                }
+                ring.ntt(&mut p);
+                ring.to_montgomery(&mut p);
+                p
+            })
+            .collect();
+        Ok(Self { blocks })
+    }
 }
 
 /// The node's form of an institution's Galois keys: α and β in NTT and Montgomery form.
@@ -568,24 +624,24 @@ impl PirServerKeys {
         self.key_id
     }
 
-    /// Answer `query` over `blocks` (each at most [`BLOCK_BYTES`] bytes; the query must have
-    /// been made for this many blocks) with the `count` blocks that start `first` blocks after
-    /// the one asked for (blocks past the end read as zeros). Uses all cores.
+    /// Answer `query` over `database` (the query must have been made for its block count) with
+    /// the `count` blocks that start `first` blocks after the one asked for (blocks past the end
+    /// read as zeros). Uses all cores.
     pub fn answer(
         &self,
         query: &PirQuery,
-        blocks: &[&[u8]],
+        database: &PirDatabase,
         first: usize,
         count: usize,
     ) -> Result<PirAnswer, PsiError> {
         if query.key_id != self.key_id {
             return Err(PsiError::Protocol("the query names other PIR keys".into()));
         }
-        if blocks.is_empty() || blocks.len() > MAX_BLOCKS || query.blocks as usize != blocks.len() {
+        if query.blocks as usize != database.blocks.len() {
             return Err(PsiError::Protocol(format!(
                 "the query was made for {} blocks, the bucket has {}",
                 query.blocks,
-                blocks.len()
+                database.blocks.len()
             )));
         }
         if count == 0 || first + count > MAX_BLOCKS {
@@ -594,11 +650,8 @@ impl PirServerKeys {
                 first + count
             )));
         }
-        if blocks.iter().any(|b| b.len() > BLOCK_BYTES) {
-            return Err(PsiError::Protocol("a block beyond 4 KiB".into()));
-        }
         let answers = self
-            .answer_full(query, blocks, first..first + count)
+            .answer_full(query, database, first..first + count)
             .into_iter()
             .map(|c| (switch_down(&c.a), switch_down(&c.b)))
             .collect();
@@ -609,7 +662,7 @@ impl PirServerKeys {
     fn answer_full(
         &self,
         query: &PirQuery,
-        blocks: &[&[u8]],
+        database: &PirDatabase,
         offsets: std::ops::Range<usize>,
     ) -> Vec<Ciphertext> {
         let ring = ring();
@@ -617,20 +670,8 @@ impl PirServerKeys {
         let a = uniform_poly(&mut prg(&query.seed, b"query a"));
         let mut b = query.b.clone();
         ring.ntt(&mut b);
-        let selectors = self.expand(Ciphertext { a, b }, blocks.len());
-        // Each block, centred, in NTT and Montgomery form.
-        let plain: Vec<Poly> = blocks
-            .par_iter()
-            .map(|block| {
-                let mut p = vec![0u64; DEGREE];
-                for (x, &byte) in p.iter_mut().zip(block.iter()) {
-                    *x = from_signed(i64::from(byte as i8));
-                }
-                ring.ntt(&mut p);
-                ring.to_montgomery(&mut p);
-                p
-            })
-            .collect();
+        let plain = &database.blocks;
+        let selectors = self.expand(Ciphertext { a, b }, plain.len());
         offsets
             .into_par_iter()
             .map(|offset| {
@@ -993,12 +1034,13 @@ mod tests {
         for (blocks, width) in [(1, 1), (2, 1), (5, 2), (37, 1), (200, 3)] {
             let db = database(blocks, blocks as u8);
             let views: Vec<&[u8]> = db.iter().map(Vec::as_slice).collect();
+            let database = PirDatabase::new(&views).unwrap();
             for index in [0, blocks / 2, blocks - 1] {
                 let query = secret
                     .query(keys.key_id(), index, blocks, &[index as u8; 32])
                     .unwrap();
                 let query = PirQuery::decode(&query.encode()).unwrap();
-                let answer = server.answer(&query, &views, 0, width).unwrap();
+                let answer = server.answer(&query, &database, 0, width).unwrap();
                 let answer = PirAnswer::decode(&answer.encode(), width).unwrap();
                 let plain = secret.decrypt(&answer);
                 for w in 0..width {
@@ -1045,8 +1087,9 @@ mod tests {
         let blocks = 1024;
         let db = database(blocks, 9);
         let views: Vec<&[u8]> = db.iter().map(Vec::as_slice).collect();
+        let database = PirDatabase::new(&views).unwrap();
         let query = secret.query(keys.key_id(), 700, blocks, &[8; 32]).unwrap();
-        let answer = &server.answer_full(&query, &views, 0..1)[0];
+        let answer = &server.answer_full(&query, &database, 0..1)[0];
         let delta = MODULUS >> PLAIN_BITS;
         let message: Poly = db[700]
             .iter()
@@ -1074,6 +1117,11 @@ mod tests {
         let secret = PirSecret::from_seed(&[1; 32]);
         let keys = secret.galois_keys(&[2; 32]);
         let encoded = keys.encode();
+        assert_eq!(
+            PirKeys::decode(&encoded).unwrap().key_id(),
+            key_id_of(&encoded)
+        );
+        assert_eq!(keys.key_id(), key_id_of(&encoded));
         assert!(PirKeys::decode(&encoded[..encoded.len() - 1]).is_err());
         let mut extra = encoded.clone();
         extra.push(0);
@@ -1092,9 +1140,12 @@ mod tests {
         assert!(secret.query(keys.key_id(), 4, 4, &[0; 32]).is_err());
         let server = PirServerKeys::new(&keys);
         let other = PirSecret::from_seed(&[9; 32]).galois_keys(&[9; 32]);
+        let one = PirDatabase::new(&[&[1u8][..]]).unwrap();
         let q = secret.query(other.key_id(), 0, 1, &[0; 32]).unwrap();
-        assert!(server.answer(&q, &[&[1u8][..]], 0, 1).is_err());
+        assert!(server.answer(&q, &one, 0, 1).is_err());
         let q = secret.query(keys.key_id(), 0, 2, &[0; 32]).unwrap();
-        assert!(server.answer(&q, &[&[1u8][..]], 0, 1).is_err());
+        assert!(server.answer(&q, &one, 0, 1).is_err());
+        assert!(PirDatabase::new(&[]).is_err());
+        assert!(PirDatabase::new(&[&[0u8; BLOCK_BYTES + 1][..]]).is_err());
     }
 }

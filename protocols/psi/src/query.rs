@@ -32,7 +32,8 @@ use rayon::prelude::*;
 use crate::PsiError;
 use crate::group::{POINT_LEN, PsiGroup, Ristretto255};
 use crate::pir::{
-    BLOCK_BYTES, KEY_ID_LEN, MAX_BLOCKS, PirAnswer, PirKeys, PirQuery, PirSecret, PirServerKeys,
+    BLOCK_BYTES, KEY_ID_LEN, MAX_BLOCKS, PirAnswer, PirDatabase, PirKeys, PirQuery, PirSecret,
+    PirServerKeys,
 };
 use crate::reader::Reader;
 
@@ -490,6 +491,8 @@ impl LabelIndex {
         }
         let width = layout.directory.width as usize;
         let blocks: Vec<&[u8]> = layout.blocks.iter().map(Vec::as_slice).collect();
+        // Prepared once for every item of the request.
+        let database = PirDatabase::new(&blocks)?;
         let answers = request
             .items
             .iter()
@@ -501,7 +504,7 @@ impl LabelIndex {
                         first + count
                     )));
                 }
-                keys.answer(&item.query, &blocks, first, count)
+                keys.answer(&item.query, &database, first, count)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(FetchResponse { answers })
@@ -1085,8 +1088,9 @@ impl BucketKey {
     pub fn from_seed(seed: &[u8; 32]) -> Self {
         let secret = PirSecret::from_seed(seed);
         let galois_seed = xy_shangmi::derive_key(seed, "xinyong pcq galois keys");
-        let registration = secret.galois_keys(&galois_seed).encode();
-        let key_id = crate::pir::key_id_of(&registration);
+        let keys = secret.galois_keys(&galois_seed);
+        let registration = keys.encode();
+        let key_id = keys.key_id();
         Self {
             secret,
             registration,
