@@ -521,12 +521,11 @@ impl LabelIndex {
         let mut first_tags = Vec::new();
         let mut continued = Vec::new();
         let mut width = 1usize;
-        // The block being filled, if it has room left.
-        let mut open = false;
         for entry in &list {
             let mut bytes = Vec::with_capacity(ENTRY_HEADER + entry.sealed.len());
             entry.write(&mut bytes);
-            if open {
+            // The last block takes more entries unless it ends a long entry's run.
+            if continued.last() == Some(&false) {
                 let block = blocks.last_mut().expect("an open block exists");
                 if block.len() + bytes.len() <= BLOCK_BYTES {
                     block.extend_from_slice(&bytes);
@@ -545,7 +544,6 @@ impl LabelIndex {
                 first_tags.push(entry.tag);
                 continued.push(i > 0);
             }
-            open = span == 1;
         }
         if blocks.is_empty() {
             blocks.push(vec![0, 0]);
@@ -998,17 +996,20 @@ pub struct BucketDirectory {
 }
 
 impl BucketDirectory {
+    /// SM3 of everything but the digest itself, shortened.
     fn digest(&self) -> u64 {
         let mut body = Vec::new();
-        let mut unset = self.clone();
-        unset.layout = 0;
-        unset.write(&mut body);
+        self.write_body(&mut body);
         let digest = xy_shangmi::sm3(&body);
         u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
     }
 
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.layout.to_be_bytes());
+        self.write_body(out);
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.width.to_be_bytes());
         out.extend_from_slice(&(self.first_tags.len() as u32).to_be_bytes());
         for tag in &self.first_tags {
