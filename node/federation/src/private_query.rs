@@ -320,17 +320,22 @@ impl PrivateQueryService {
             QueryMode::Bucket => "bucket",
             QueryMode::Filter => "filter",
         };
-        self.store
-            .log_access(
-                &crate::scoring::now_text(),
-                "pq.query",
-                &who,
-                serde_json::json!({"mode": mode, "ids": request.items.len()}),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        self.audit(
+            "pq.query",
+            &who,
+            serde_json::json!({"mode": mode, "ids": request.items.len()}),
+        )
+        .await?;
         info!(peer = %who, mode, ids = request.items.len(), "private query answered");
         encode(&(), &answer).map_err(|e| e.to_string())
+    }
+
+    /// Write an access to the data log.
+    async fn audit(&self, kind: &str, who: &str, detail: serde_json::Value) -> Result<(), String> {
+        self.store
+            .log_access(&crate::scoring::now_text(), kind, who, detail)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Keep an institution's PIR keys (bucket mode), replacing its oldest beyond the limits.
@@ -357,15 +362,8 @@ impl PrivateQueryService {
             held.push((who.clone(), key_id, Arc::new(keys)));
         }
         let key_hex: String = key_id.iter().map(|b| format!("{b:02x}")).collect();
-        self.store
-            .log_access(
-                &crate::scoring::now_text(),
-                "pq.keys",
-                &who,
-                serde_json::json!({"key": key_hex}),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        self.audit("pq.keys", &who, serde_json::json!({"key": key_hex}))
+            .await?;
         info!(peer = %who, key = %key_hex, "PIR keys registered");
         encode(&(), &key_id).map_err(|e| e.to_string())
     }
@@ -397,15 +395,8 @@ impl PrivateQueryService {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-        self.store
-            .log_access(
-                &crate::scoring::now_text(),
-                "pq.fetch",
-                &who,
-                serde_json::json!({"ids": items}),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        self.audit("pq.fetch", &who, serde_json::json!({"ids": items}))
+            .await?;
         encode(&(), &answer).map_err(|e| e.to_string())
     }
 
@@ -419,15 +410,12 @@ impl PrivateQueryService {
             index.snapshot_page(header.since, header.from_bucket, SNAPSHOT_PAGE)
         };
         if header.from_bucket == 0 {
-            self.store
-                .log_access(
-                    &crate::scoring::now_text(),
-                    "pq.snapshot",
-                    &Self::actor(peer),
-                    serde_json::json!({"since": header.since, "epoch": snapshot.epoch}),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+            self.audit(
+                "pq.snapshot",
+                &Self::actor(peer),
+                serde_json::json!({"since": header.since, "epoch": snapshot.epoch}),
+            )
+            .await?;
         }
         encode(&PageHeader { next_bucket }, &snapshot.encode()).map_err(|e| e.to_string())
     }
@@ -622,8 +610,7 @@ impl PrivateQueryClient {
         let registered = &registered;
         let requests = groups.into_values().map(|group| async move {
             let (positions, ids): (Vec<usize>, Vec<Vec<u8>>) = group.into_iter().unzip();
-            let mut sent = 0;
-            let mut received = 0;
+            let mut traffic = QueryTraffic::default();
             // A bucket that changes between the steps is asked again, a few times at most.
             let mut attempt = 0;
             loop {
@@ -638,76 +625,43 @@ impl PrivateQueryClient {
                     &request.encode(),
                 )?;
                 let response = connection.request(&payload).await?;
-                sent += payload.len();
-                received += response.len();
+                traffic.sent += payload.len();
+                traffic.received += response.len();
                 let (_, body): ((), _) = decode(&response)?;
                 let answer = QueryResponse::decode(body)?;
                 let key = match with {
                     QueryWith::Filter(filter) => {
                         let answers =
                             tokio::task::block_in_place(|| query.finish(&answer, filter))?;
-                        return Ok::<_, FederationError>((positions, answers, sent, received));
+                        return Ok::<_, FederationError>((positions, answers, traffic));
                     }
                     QueryWith::Bucket(key) => key,
                 };
                 let mut seeds = |bytes: &mut [u8; 32]| rand::fill(&mut bytes[..]);
                 let (fetch, fetches) =
                     tokio::task::block_in_place(|| query.fetch(&answer, key, &mut seeds))?;
-                let mut responses = Vec::with_capacity(fetches.len());
-                let mut stale = false;
-                for fetch_request in &fetches {
-                    let payload = encode(
-                        &RequestHeader {
-                            op: "pq.fetch".into(),
-                            ..Default::default()
-                        },
-                        &fetch_request.encode(),
-                    )?;
-                    let mut tries = 0;
-                    let response = loop {
-                        sent += payload.len();
-                        match connection.request(&payload).await {
-                            Err(xy_transport::TransportError::Refused(reason))
-                                if reason.contains(UNKNOWN_PIR_KEYS) && tries < 2 =>
-                            {
-                                // Register once for the whole query; other buckets that were
-                                // refused meanwhile only ask again.
-                                tries += 1;
-                                let mut done = registered.lock().await;
-                                if !*done {
-                                    sent += Self::register(connection, key).await?;
-                                    *done = true;
-                                }
-                            }
-                            other => break other,
-                        }
-                    };
-                    let response = match response {
-                        Err(xy_transport::TransportError::Refused(reason))
-                            if reason.contains(LAYOUT_CHANGED) && attempt < 3 =>
-                        {
-                            stale = true;
-                            break;
-                        }
-                        other => other?,
-                    };
-                    received += response.len();
-                    let (_, body): ((), _) = decode(&response)?;
-                    responses.push(FetchResponse::decode(body)?);
-                }
-                if stale {
+                let fetched = Self::fetch_all(
+                    connection,
+                    key,
+                    &fetches,
+                    registered,
+                    &mut traffic,
+                    attempt < 3,
+                )
+                .await?;
+                let Some(responses) = fetched else {
                     attempt += 1;
                     continue;
-                }
+                };
                 let answers = tokio::task::block_in_place(|| fetch.finish(&responses))?;
-                return Ok((positions, answers, sent, received));
+                return Ok((positions, answers, traffic));
             }
         });
         let mut answers: Vec<Option<QueryAnswer>> = Vec::new();
         for result in futures::future::join_all(requests).await {
-            let (positions, group_answers, sent, received) = result?;
-            traffic.sent += sent;
-            traffic.received += received;
+            let (positions, group_answers, group_traffic) = result?;
+            traffic.sent += group_traffic.sent;
+            traffic.received += group_traffic.received;
             for (at, mut answer) in positions.into_iter().zip(group_answers) {
                 if let Some(label) = &answer.label {
                     answer.label = Some(inflate(label)?);
@@ -719,6 +673,56 @@ impl PrivateQueryClient {
             }
         }
         Ok((answers.into_iter().flatten().collect(), traffic))
+    }
+
+    /// Send a bucket's fetches in order. A node that does not hold the PIR keys is given them
+    /// (once for the whole query: `registered`) and asked again. `None` when the bucket changed
+    /// since its directory was sent and `may_retry` (the caller asks the bucket again).
+    async fn fetch_all(
+        connection: &PeerConnection,
+        key: &BucketKey,
+        fetches: &[FetchRequest],
+        registered: &tokio::sync::Mutex<bool>,
+        traffic: &mut QueryTraffic,
+        may_retry: bool,
+    ) -> Result<Option<Vec<FetchResponse>>, FederationError> {
+        let mut responses = Vec::with_capacity(fetches.len());
+        for fetch_request in fetches {
+            let payload = encode(
+                &RequestHeader {
+                    op: "pq.fetch".into(),
+                    ..Default::default()
+                },
+                &fetch_request.encode(),
+            )?;
+            let mut tries = 0;
+            let response = loop {
+                traffic.sent += payload.len();
+                match connection.request(&payload).await {
+                    Err(xy_transport::TransportError::Refused(reason))
+                        if reason.contains(UNKNOWN_PIR_KEYS) && tries < 2 =>
+                    {
+                        // Other buckets refused meanwhile only ask again.
+                        tries += 1;
+                        let mut done = registered.lock().await;
+                        if !*done {
+                            traffic.sent += Self::register(connection, key).await?;
+                            *done = true;
+                        }
+                    }
+                    Err(xy_transport::TransportError::Refused(reason))
+                        if reason.contains(LAYOUT_CHANGED) && may_retry =>
+                    {
+                        return Ok(None);
+                    }
+                    other => break other?,
+                }
+            };
+            traffic.received += response.len();
+            let (_, body): ((), _) = decode(&response)?;
+            responses.push(FetchResponse::decode(body)?);
+        }
+        Ok(Some(responses))
     }
 }
 
