@@ -64,6 +64,17 @@ struct RequestHeader {
     from_bucket: u32,
 }
 
+/// The payload of operation `op` with `body` (no other header fields).
+fn operation(op: &str, body: &[u8]) -> Result<Vec<u8>, FederationError> {
+    encode(
+        &RequestHeader {
+            op: op.into(),
+            ..Default::default()
+        },
+        body,
+    )
+}
+
 /// What `pq.info` tells an institution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexInfo {
@@ -484,13 +495,7 @@ impl PrivateQueryClient {
     async fn info_traffic(
         connection: &PeerConnection,
     ) -> Result<(IndexInfo, QueryTraffic), FederationError> {
-        let payload = encode(
-            &RequestHeader {
-                op: "pq.info".into(),
-                ..Default::default()
-            },
-            &[],
-        )?;
+        let payload = operation("pq.info", &[])?;
         let response = connection.request(&payload).await?;
         let traffic = QueryTraffic {
             sent: payload.len(),
@@ -556,13 +561,7 @@ impl PrivateQueryClient {
         connection: &PeerConnection,
         key: &BucketKey,
     ) -> Result<usize, FederationError> {
-        let payload = encode(
-            &RequestHeader {
-                op: "pq.keys".into(),
-                ..Default::default()
-            },
-            key.registration(),
-        )?;
+        let payload = operation("pq.keys", key.registration())?;
         let response = connection.request(&payload).await?;
         let (_, body): ((), _) = decode(&response)?;
         if body != key.key_id() {
@@ -617,13 +616,7 @@ impl PrivateQueryClient {
                 let mut fill = |bytes: &mut [u8; 64]| rand::fill(&mut bytes[..]);
                 let (query, request) =
                     PrivateQuery::new(mode, ids.clone(), bucket_count, &mut fill)?;
-                let payload = encode(
-                    &RequestHeader {
-                        op: "pq.query".into(),
-                        ..Default::default()
-                    },
-                    &request.encode(),
-                )?;
+                let payload = operation("pq.query", &request.encode())?;
                 let response = connection.request(&payload).await?;
                 traffic.sent += payload.len();
                 traffic.received += response.len();
@@ -688,13 +681,7 @@ impl PrivateQueryClient {
     ) -> Result<Option<Vec<FetchResponse>>, FederationError> {
         let mut responses = Vec::with_capacity(fetches.len());
         for fetch_request in fetches {
-            let payload = encode(
-                &RequestHeader {
-                    op: "pq.fetch".into(),
-                    ..Default::default()
-                },
-                &fetch_request.encode(),
-            )?;
+            let payload = operation("pq.fetch", &fetch_request.encode())?;
             let mut tries = 0;
             let response = loop {
                 traffic.sent += payload.len();
