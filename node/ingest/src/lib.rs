@@ -27,8 +27,8 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 use xy_policy::{Category, PolicyError, PolicySet};
 use xy_store::{
-    BatchSummary, CollectionStore, NewRecord, NodeKeys, Outcome, OutcomeCounts, ReportRow,
-    StoreError,
+    BatchSummary, CollectionStore, ExistingRecord, NewRecord, NodeKeys, Outcome, OutcomeCounts,
+    ReportRow, StoreError,
 };
 
 use crate::prepare::{Prepared, PreparedRows};
@@ -368,25 +368,7 @@ impl Ingestor {
             report: report.map(std::io::BufWriter::new),
         };
         let mut units = SourceUnits::default();
-        let mut failure: Option<IngestError> = None;
-        let (mut waited_for_rows, mut writing) =
-            (std::time::Duration::ZERO, std::time::Duration::ZERO);
-        loop {
-            let t = std::time::Instant::now();
-            let Some(msg) = rx.recv().await else { break };
-            waited_for_rows += t.elapsed();
-            let t = std::time::Instant::now();
-            let StageMessage::Rows(rows) = msg else {
-                continue;
-            };
-            units.note(&rows);
-            if let Err(e) = batch.write_chunk(rows).await {
-                failure = Some(e);
-                break;
-            }
-            writing += t.elapsed();
-        }
-        tracing::debug!(?waited_for_rows, ?writing, "writer stage");
+        let failure = batch.write_all(&mut rx, &mut units).await.err();
         drop(rx);
         let stage = join_error(cpu.await);
         let BatchState {
@@ -585,11 +567,36 @@ impl SourceUnits {
     }
 }
 
-enum KeyState {
-    /// Queued for insert in this chunk.
-    Pending { content_hash: String },
-    /// In the store.
-    Known { id: i64, content_hash: String },
+/// What the writer stage knows of business keys, newest first: this chunk's own outcomes, the
+/// previous chunk's, then the store as the lookup saw it. Each maps a key to its current content hash.
+struct KeyView<'k> {
+    chunk: HashMap<String, String>,
+    previous: &'k HashMap<String, String>,
+    stored: HashMap<String, ExistingRecord>,
+}
+
+impl KeyView<'_> {
+    fn content_hash(&self, key: &str) -> Option<&str> {
+        self.chunk
+            .get(key)
+            .or_else(|| self.previous.get(key))
+            .or_else(|| self.stored.get(key).map(|e| &e.content_hash))
+            .map(String::as_str)
+    }
+}
+
+/// The writes of one classified chunk, in the order they must be applied.
+enum ChunkWrite {
+    Insert(Vec<NewRecord>),
+    Supersede(Box<NewRecord>),
+}
+
+/// A classified chunk: its writes, the report rows to keep, and the content hash of every key it
+/// stored or updated.
+struct Classified {
+    writes: Vec<ChunkWrite>,
+    remarks: Vec<ReportRow>,
+    outcomes: HashMap<String, String>,
 }
 
 /// The writer stage of one batch: its transaction, the keys it has seen, counts and report.
@@ -604,44 +611,89 @@ struct BatchState<'a> {
 }
 
 impl BatchState<'_> {
-    /// Classify a chunk of prepared rows (stored, updated, duplicate, rejected), write them and
-    /// their report lines.
-    async fn write_chunk(&mut self, rows: Vec<Prepared>) -> Result<(), IngestError> {
-        let Self {
-            writer,
-            known,
-            category,
-            batch_id,
-            now,
-            counts,
-            report,
-        } = self;
-        let (category, batch_id, now) = (*category, *batch_id, *now);
-        // Only keys that may already be stored are looked up.
-        let lookup_keys: Vec<&str> = rows
+    /// Classify and write every chunk the CPU stage sends.
+    ///
+    /// Each chunk's keys are looked up in the store before the chunk is classified. When the next
+    /// chunk is already waiting, its lookup is queued *before* this chunk's writes: the SQLite
+    /// writer then goes from one chunk's writes to the next without waiting for the classifier.
+    /// That lookup sees the store as of the chunk before, so this chunk's own outcomes are carried
+    /// over to the next classification and take precedence.
+    async fn write_all(
+        &mut self,
+        rx: &mut mpsc::Receiver<StageMessage>,
+        units: &mut SourceUnits,
+    ) -> Result<(), IngestError> {
+        let mut carried = HashMap::new();
+        let Some(mut rows) = next_rows(rx).await else {
+            return Ok(());
+        };
+        let mut lookup = self.lookup(&rows, &carried).await?;
+        loop {
+            units.note(&rows);
+            let stored = lookup.wait().await?;
+            let chunk = self.classify(rows, stored, &carried)?;
+            let ready = match rx.try_recv() {
+                Ok(StageMessage::Rows(next)) => Some(next),
+                _ => None,
+            };
+            let ahead = match &ready {
+                Some(next) => Some(self.lookup(next, &chunk.outcomes).await?),
+                None => None,
+            };
+            self.apply(chunk.writes, &chunk.remarks).await?;
+            carried = chunk.outcomes;
+            rows = match ready {
+                Some(next) => next,
+                None => match next_rows(rx).await {
+                    Some(next) => next,
+                    None => return Ok(()),
+                },
+            };
+            lookup = match ahead {
+                Some(l) => l,
+                None => self.lookup(&rows, &carried).await?,
+            };
+        }
+    }
+
+    /// Queue the lookup of the keys of `rows` that may be stored and are not already known from
+    /// the previous chunk's outcomes.
+    async fn lookup(
+        &mut self,
+        rows: &[Prepared],
+        carried: &HashMap<String, String>,
+    ) -> Result<xy_store::PendingLookup, IngestError> {
+        let keys: Vec<&str> = rows
             .iter()
             .filter_map(|p| match p {
-                Prepared::Valid { record, .. } if known.may_contain(&record.key_hash) => {
+                Prepared::Valid { record, .. }
+                    if !carried.contains_key(&record.key_hash)
+                        && self.known.may_contain(&record.key_hash) =>
+                {
                     Some(record.key_hash.as_str())
                 }
                 _ => None,
             })
             .collect();
-        let existing = writer.lookup(category, &lookup_keys).await?;
-        let mut state: HashMap<String, KeyState> = existing
-            .into_iter()
-            .map(|(k, e)| {
-                (
-                    k,
-                    KeyState::Known {
-                        id: e.id,
-                        content_hash: e.content_hash,
-                    },
-                )
-            })
-            .collect();
-        let mut to_insert: Vec<NewRecord> = Vec::new();
-        let mut remarks: Vec<ReportRow> = Vec::new();
+        Ok(self.writer.lookup(self.category, &keys).await?)
+    }
+
+    /// Decide each row's outcome (stored, updated, duplicate, rejected), count it and write its
+    /// report line; return the writes to make.
+    fn classify(
+        &mut self,
+        rows: Vec<Prepared>,
+        stored: HashMap<String, ExistingRecord>,
+        carried: &HashMap<String, String>,
+    ) -> Result<Classified, IngestError> {
+        let mut view = KeyView {
+            chunk: HashMap::with_capacity(rows.len()),
+            previous: carried,
+            stored,
+        };
+        let mut writes = Vec::new();
+        let mut to_insert: Vec<NewRecord> = Vec::with_capacity(rows.len());
+        let mut remarks = Vec::new();
         for p in rows {
             let line = match p {
                 Prepared::Rejected {
@@ -659,57 +711,29 @@ impl BatchState<'_> {
                     record,
                     warnings,
                 } => {
-                    let outcome = match state.get(&record.key_hash) {
-                        None => {
-                            state.insert(
-                                record.key_hash.clone(),
-                                KeyState::Pending {
-                                    content_hash: record.content_hash.clone(),
-                                },
-                            );
-                            known.insert(&record.key_hash);
-                            to_insert.push(record);
-                            Outcome::Stored
-                        }
-                        Some(
-                            KeyState::Pending { content_hash, .. }
-                            | KeyState::Known { content_hash, .. },
-                        ) if *content_hash == record.content_hash => Outcome::Duplicate,
-                        Some(existing) => {
-                            let known_id = match existing {
-                                KeyState::Known { id, .. } => Some(*id),
-                                KeyState::Pending { .. } => None,
-                            };
-                            let id = match known_id {
-                                Some(id) => id,
-                                // A changed row for a key first seen earlier in this chunk: store
-                                // the earlier rows first so the change is versioned against them.
-                                None => {
-                                    flush_inserts(
-                                        writer,
-                                        batch_id,
-                                        now,
-                                        &mut to_insert,
-                                        &mut state,
-                                    )
-                                    .await?;
-                                    match state.get(&record.key_hash) {
-                                        Some(KeyState::Known { id, .. }) => *id,
-                                        _ => {
-                                            return Err(IngestError::Internal(
-                                                "pending key not flushed".into(),
-                                            ));
-                                        }
-                                    }
-                                }
-                            };
-                            let key = record.key_hash.clone();
-                            let content_hash = record.content_hash.clone();
-                            writer.supersede(id, batch_id, now, record).await?;
-                            state.insert(key, KeyState::Known { id, content_hash });
-                            Outcome::Updated
-                        }
+                    let outcome = match view.content_hash(&record.key_hash) {
+                        None => Outcome::Stored,
+                        Some(current) if current == record.content_hash => Outcome::Duplicate,
+                        Some(_) => Outcome::Updated,
                     };
+                    if outcome != Outcome::Duplicate {
+                        view.chunk
+                            .insert(record.key_hash.clone(), record.content_hash.clone());
+                    }
+                    match outcome {
+                        Outcome::Stored => {
+                            self.known.insert(&record.key_hash);
+                            to_insert.push(record);
+                        }
+                        Outcome::Updated => {
+                            // Rows stored earlier in the chunk go first: the change may be to one of them.
+                            if !to_insert.is_empty() {
+                                writes.push(ChunkWrite::Insert(std::mem::take(&mut to_insert)));
+                            }
+                            writes.push(ChunkWrite::Supersede(Box::new(record)));
+                        }
+                        _ => {}
+                    }
                     ReportRow {
                         row,
                         outcome,
@@ -718,42 +742,55 @@ impl BatchState<'_> {
                     }
                 }
             };
-            counts.add(line.outcome);
-            if let Some(r) = report.as_mut() {
+            self.counts.add(line.outcome);
+            if let Some(r) = self.report.as_mut() {
                 report::write_jsonl_line(r, &line).map_err(IngestError::Read)?;
             }
             if line.outcome != Outcome::Stored || !line.warnings.is_empty() {
                 remarks.push(line);
             }
         }
-        flush_inserts(writer, batch_id, now, &mut to_insert, &mut state).await?;
-        writer.report(batch_id, &remarks).await?;
+        if !to_insert.is_empty() {
+            writes.push(ChunkWrite::Insert(to_insert));
+        }
+        Ok(Classified {
+            writes,
+            remarks,
+            outcomes: view.chunk,
+        })
+    }
+
+    /// Queue (SQLite) or make (PostgreSQL) a chunk's writes and report rows.
+    async fn apply(
+        &mut self,
+        writes: Vec<ChunkWrite>,
+        remarks: &[ReportRow],
+    ) -> Result<(), IngestError> {
+        for w in writes {
+            match w {
+                ChunkWrite::Insert(records) => {
+                    self.writer.insert(self.batch_id, self.now, records).await?;
+                }
+                ChunkWrite::Supersede(record) => {
+                    self.writer
+                        .supersede(self.batch_id, self.now, *record)
+                        .await?;
+                }
+            }
+        }
+        self.writer.report(self.batch_id, remarks).await?;
         Ok(())
     }
 }
 
-async fn flush_inserts(
-    writer: &mut xy_store::BatchWriter,
-    batch_id: &str,
-    now: &str,
-    to_insert: &mut Vec<NewRecord>,
-    state: &mut HashMap<String, KeyState>,
-) -> Result<(), IngestError> {
-    if to_insert.is_empty() {
-        return Ok(());
-    }
-    let records = std::mem::take(to_insert);
-    let keys: Vec<String> = records.iter().map(|r| r.key_hash.clone()).collect();
-    let ids = writer.insert(batch_id, now, records).await?;
-    for (key, id) in keys.into_iter().zip(ids) {
-        if let Some(s) = state.get_mut(&key)
-            && let KeyState::Pending { content_hash } = s
-        {
-            let content_hash = std::mem::take(content_hash);
-            *s = KeyState::Known { id, content_hash };
+/// The next chunk of rows from the CPU stage, or `None` when it has sent everything.
+async fn next_rows(rx: &mut mpsc::Receiver<StageMessage>) -> Option<Vec<Prepared>> {
+    loop {
+        match rx.recv().await? {
+            StageMessage::Rows(rows) => return Some(rows),
+            StageMessage::Header { .. } => continue,
         }
     }
-    Ok(())
 }
 
 async fn stream_table(

@@ -238,7 +238,7 @@ pub(crate) const VERSION_COLUMNS: [&str; 12] = [
 ];
 
 /// `UPDATE records SET version = version + 1, <each version column> = <placeholder 2..13>
-/// WHERE id = <placeholder 1> RETURNING version`, with `$n` or `?n` placeholders.
+/// WHERE key_hash = <placeholder 1>`, with `$n` or `?n` placeholders.
 pub(crate) fn supersede_sql(placeholder: &str) -> String {
     let sets: Vec<String> = VERSION_COLUMNS
         .iter()
@@ -246,7 +246,7 @@ pub(crate) fn supersede_sql(placeholder: &str) -> String {
         .map(|(i, c)| format!("{c} = {placeholder}{}", i + 2))
         .collect();
     format!(
-        "UPDATE records SET version = version + 1, {} WHERE id = {placeholder}1 RETURNING version",
+        "UPDATE records SET version = version + 1, {} WHERE key_hash = {placeholder}1",
         sets.join(", ")
     )
 }
@@ -531,6 +531,41 @@ pub(crate) fn stored_record(row: &AnyRow) -> Result<StoredRecord, StoreError> {
     })
 }
 
+/// A lookup of business keys (see [`BatchWriter::lookup`]): queued on SQLite, done on PostgreSQL.
+pub struct PendingLookup(LookupKind);
+
+enum LookupKind {
+    Done(HashMap<String, ExistingRecord>),
+    Queued {
+        reply: crate::native::Reply<HashMap<String, ExistingRecord>>,
+        failures: crate::native::FailureSlot,
+    },
+}
+
+impl PendingLookup {
+    pub(crate) fn queued(
+        reply: crate::native::Reply<HashMap<String, ExistingRecord>>,
+        failures: crate::native::FailureSlot,
+    ) -> Self {
+        Self(LookupKind::Queued { reply, failures })
+    }
+
+    /// The records found, keyed by business-key hash. A write queued before the lookup that failed
+    /// is the real cause of any trouble and is reported instead.
+    pub async fn wait(self) -> Result<HashMap<String, ExistingRecord>, StoreError> {
+        match self.0 {
+            LookupKind::Done(found) => Ok(found),
+            LookupKind::Queued { reply, failures } => {
+                let found = crate::native::reply(reply).await;
+                match failures.lock().ok().and_then(|mut f| f.take()) {
+                    Some(earlier) => Err(earlier),
+                    None => found,
+                }
+            }
+        }
+    }
+}
+
 /// Writes one batch inside one transaction. Dropping it without [`BatchWriter::commit`] rolls the
 /// whole batch back. On SQLite the writes go through the native writer thread, on PostgreSQL
 /// through sqlx; both keep the same statements and the same transaction boundaries.
@@ -552,18 +587,22 @@ impl BatchWriter {
         self.started_empty
     }
 
-    /// The current versions of the records with these business-key hashes in `category`.
+    /// Look up the current versions of the records with these business-key hashes in `category`.
+    /// On SQLite the lookup is queued behind the batch's earlier writes and [`PendingLookup::wait`]
+    /// collects it, so a caller can queue more writes before it waits; on PostgreSQL it runs at once.
     pub async fn lookup(
         &mut self,
         category: &str,
         key_hashes: &[&str],
-    ) -> Result<HashMap<String, ExistingRecord>, StoreError> {
+    ) -> Result<PendingLookup, StoreError> {
         if key_hashes.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(PendingLookup(LookupKind::Done(HashMap::new())));
         }
         match &mut self.inner {
-            WriterKind::Sqlx(w) => w.lookup(category, key_hashes).await,
-            WriterKind::Native(w) => w.lookup(category, key_hashes).await,
+            WriterKind::Sqlx(w) => Ok(PendingLookup(LookupKind::Done(
+                w.lookup(category, key_hashes).await?,
+            ))),
+            WriterKind::Native(w) => w.lookup(category, key_hashes),
         }
     }
 
@@ -589,18 +628,18 @@ impl BatchWriter {
         }
     }
 
-    /// Replace the current version of record `id` by `record`: the old version goes to history.
-    /// Returns the new version number.
+    /// Replace the current version of the record under `record`'s business key: the old version
+    /// goes to history. (On SQLite the write is queued like inserts; a failure is reported by the
+    /// next wait.)
     pub async fn supersede(
         &mut self,
-        id: i64,
         batch_id: &str,
         ingested_at: &str,
         record: NewRecord,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<(), StoreError> {
         match &mut self.inner {
-            WriterKind::Sqlx(w) => w.supersede(id, batch_id, ingested_at, record).await,
-            WriterKind::Native(w) => w.supersede(id, batch_id, ingested_at, record).await,
+            WriterKind::Sqlx(w) => w.supersede(batch_id, ingested_at, record).await,
+            WriterKind::Native(w) => w.supersede(batch_id, ingested_at, record),
         }
     }
 
@@ -711,27 +750,37 @@ impl SqlxBatch {
         Ok(ids)
     }
 
-    /// Replace the current version of record `id` by `record`: the old version goes to history.
+    /// Replace the current version of the record under `record`'s business key: the old version
+    /// goes to history.
     async fn supersede(
         &mut self,
-        id: i64,
         batch_id: &str,
         ingested_at: &str,
         record: NewRecord,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<(), StoreError> {
+        let key = record.key_hash.clone();
         sqlx::query(&format!(
             "INSERT INTO record_history ({RECORD_COLUMNS}, superseded_by_batch) \
-             SELECT {RECORD_COLUMNS}, $2 FROM records WHERE id = $1"
+             SELECT {RECORD_COLUMNS}, $2 FROM records WHERE key_hash = $1"
         ))
-        .bind(id)
+        .bind(key.clone())
         .bind(batch_id.to_owned())
         .execute(&mut *self.tx)
         .await?;
         let sql = supersede_sql("$");
-        let row = bind_version(sqlx::query(&sql).bind(id), record, batch_id, ingested_at)
-            .fetch_one(&mut *self.tx)
-            .await?;
-        Ok(row.try_get("version")?)
+        let done = bind_version(
+            sqlx::query(&sql).bind(key.clone()),
+            record,
+            batch_id,
+            ingested_at,
+        )
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(format!("record {key}")))
+        }
     }
 
     /// Record the report lines of rows that were not plainly stored.

@@ -16,11 +16,23 @@ use crate::StoreError;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// The result of a [`NativeWriter::request`], still on its way.
+pub(crate) type Reply<R> = oneshot::Receiver<Result<R, StoreError>>;
+
+/// Wait for a requested result.
+pub(crate) async fn reply<R>(rx: Reply<R>) -> Result<R, StoreError> {
+    rx.await
+        .map_err(|_| StoreError::Corrupt("sqlite writer thread ended".into()))?
+}
+
 pub(crate) struct NativeWriter {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    failures: std::sync::Arc<std::sync::Mutex<Option<StoreError>>>,
+    failures: FailureSlot,
 }
+
+/// Where the first failure of a queued job waits to be reported.
+pub(crate) type FailureSlot = std::sync::Arc<std::sync::Mutex<Option<StoreError>>>;
 
 pub(crate) fn sqlite_error(e: rusqlite::Error) -> StoreError {
     StoreError::Database(sqlx::Error::Protocol(format!("sqlite: {e}")))
@@ -78,6 +90,16 @@ impl NativeWriter {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
+        reply(self.request(f)?).await
+    }
+
+    /// Queue `f` now and return where its result will arrive: the caller can queue more work
+    /// before it waits (see [`reply`]).
+    pub(crate) fn request<R, F>(&self, f: F) -> Result<Reply<R>, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let _ = tx.send(f(conn));
@@ -87,8 +109,7 @@ impl NativeWriter {
             .ok_or_else(|| StoreError::Corrupt("sqlite writer closed".into()))?
             .send(job)
             .map_err(|_| StoreError::Corrupt("sqlite writer thread ended".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Corrupt("sqlite writer thread ended".into()))?
+        Ok(rx)
     }
 
     /// Queue `f` without waiting for it; its outcome is collected by [`NativeWriter::failure`].
@@ -148,7 +169,8 @@ impl Drop for NativeWriter {
 use std::collections::HashMap;
 
 use crate::collection::{
-    ExistingRecord, LOOKUP_CHUNK, NewRecord, RECORD_COLUMNS, ReportRow, supersede_sql,
+    ExistingRecord, LOOKUP_CHUNK, NewRecord, PendingLookup, RECORD_COLUMNS, ReportRow,
+    supersede_sql,
 };
 use crate::datalog::{COLUMNS as LOG_COLUMNS, GENESIS, LogEntry};
 
@@ -204,49 +226,40 @@ impl NativeBatch {
         self.next_id
     }
 
-    pub(crate) async fn lookup(
+    /// Queue a lookup of business keys behind every write queued so far; the result arrives later.
+    pub(crate) fn lookup(
         &mut self,
         category: &str,
         key_hashes: &[&str],
-    ) -> Result<HashMap<String, ExistingRecord>, StoreError> {
+    ) -> Result<PendingLookup, StoreError> {
         let category = category.to_owned();
         let keys: Vec<String> = key_hashes.iter().map(|k| (*k).to_owned()).collect();
-        let found = self
-            .writer
-            .call(move |c| {
-                let mut found = HashMap::new();
-                for chunk in keys.chunks(LOOKUP_CHUNK) {
-                    let sql = format!(
-                        "SELECT key_hash, id, version, content_hash FROM records WHERE category = ? AND key_hash IN ({})",
-                        placeholders(chunk.len())
+        let reply = self.writer.request(move |c| {
+            let mut found = HashMap::new();
+            for chunk in keys.chunks(LOOKUP_CHUNK) {
+                let sql = format!(
+                    "SELECT key_hash, id, version, content_hash FROM records WHERE category = ? AND key_hash IN ({})",
+                    placeholders(chunk.len())
+                );
+                let mut st = c.prepare_cached(&sql).map_err(sqlite_error)?;
+                let params = std::iter::once(&category).chain(chunk.iter());
+                let mut rows = st
+                    .query(rusqlite::params_from_iter(params))
+                    .map_err(sqlite_error)?;
+                while let Some(row) = rows.next().map_err(sqlite_error)? {
+                    found.insert(
+                        row.get::<_, String>(0).map_err(sqlite_error)?,
+                        ExistingRecord {
+                            id: row.get(1).map_err(sqlite_error)?,
+                            version: row.get(2).map_err(sqlite_error)?,
+                            content_hash: row.get(3).map_err(sqlite_error)?,
+                        },
                     );
-                    let mut st = c.prepare_cached(&sql).map_err(sqlite_error)?;
-                    let params = std::iter::once(&category).chain(chunk.iter());
-                    let mut rows = st.query(rusqlite::params_from_iter(params)).map_err(sqlite_error)?;
-                    while let Some(row) = rows.next().map_err(sqlite_error)? {
-                        found.insert(
-                            row.get::<_, String>(0).map_err(sqlite_error)?,
-                            ExistingRecord {
-                                id: row.get(1).map_err(sqlite_error)?,
-                                version: row.get(2).map_err(sqlite_error)?,
-                                content_hash: row.get(3).map_err(sqlite_error)?,
-                            },
-                        );
-                    }
                 }
-                Ok(found)
-            })
-            .await;
-        self.first_failure(found)
-    }
-
-    /// The outcome of a waited-for call, unless a write queued before it failed: that earlier
-    /// failure is the real cause and is reported instead.
-    fn first_failure<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        match self.writer.failure() {
-            Some(earlier) => Err(earlier),
-            None => result,
-        }
+            }
+            Ok(found)
+        })?;
+        Ok(PendingLookup::queued(reply, self.writer.failures.clone()))
     }
 
     pub(crate) async fn insert(
@@ -277,38 +290,37 @@ impl NativeBatch {
         Ok(ids)
     }
 
-    pub(crate) async fn supersede(
+    /// Queue the replacement of the current version of the record under `r`'s business key: the
+    /// old version goes to history.
+    pub(crate) fn supersede(
         &mut self,
-        id: i64,
         batch_id: &str,
         ingested_at: &str,
         r: NewRecord,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<(), StoreError> {
         let batch_id = batch_id.to_owned();
         let at = ingested_at.to_owned();
-        let version = self
-            .writer
-            .call(move |c| {
-                c.prepare_cached(&format!(
-                    "INSERT INTO record_history ({RECORD_COLUMNS}, superseded_by_batch) \
-                     SELECT {RECORD_COLUMNS}, ?2 FROM records WHERE id = ?1"
-                ))
-                .and_then(|mut st| st.execute(rusqlite::params![id, batch_id]))
+        self.writer.queue(move |c| {
+            c.prepare_cached(&format!(
+                "INSERT INTO record_history ({RECORD_COLUMNS}, superseded_by_batch) \
+                 SELECT {RECORD_COLUMNS}, ?2 FROM records WHERE key_hash = ?1"
+            ))
+            .and_then(|mut st| st.execute(rusqlite::params![r.key_hash, batch_id]))
+            .map_err(sqlite_error)?;
+            let key: [&dyn rusqlite::ToSql; 1] = [&r.key_hash];
+            let version = version_params(&r, &batch_id, &at);
+            let updated = c
+                .prepare_cached(&supersede_sql("?"))
+                .and_then(|mut st| {
+                    st.execute(rusqlite::params_from_iter(key.iter().chain(version.iter())))
+                })
                 .map_err(sqlite_error)?;
-                let sql = supersede_sql("?");
-                c.prepare_cached(&sql)
-                    .and_then(|mut st| {
-                        let id_param: [&dyn rusqlite::ToSql; 1] = [&id];
-                        let version = version_params(&r, &batch_id, &at);
-                        st.query_row(
-                            rusqlite::params_from_iter(id_param.iter().chain(version.iter())),
-                            |row| row.get::<_, i64>(0),
-                        )
-                    })
-                    .map_err(sqlite_error)
-            })
-            .await;
-        self.first_failure(version)
+            if updated == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound(format!("record {}", r.key_hash)))
+            }
+        })
     }
 
     pub(crate) async fn report(

@@ -235,7 +235,7 @@ impl CollectionStore {
             detail: json!({"retract": id, "reason": reason}),
         };
         let mut writer = self.begin_batch().await?;
-        writer.supersede(id, batch_id, at, record).await?;
+        writer.supersede(batch_id, at, record).await?;
         writer.commit(at, &summary).await?;
         let row = sqlx::query(&format!(
             "SELECT {RECORD_COLUMNS} FROM records WHERE id = $1"
