@@ -141,7 +141,7 @@ pub struct IngestResult {
 }
 
 /// Rows per chunk between the two stages.
-const CHUNK: usize = 1024;
+const CHUNK: usize = 4096;
 /// Chunks in flight between the stages (bounds memory).
 const CHANNEL_DEPTH: usize = 4;
 
@@ -273,7 +273,8 @@ impl Ingestor {
     }
 
     /// The valid, first-seen records of a CSV file as the pipeline would store them, in chunks,
-    /// without touching a store: the pre-parsed rows of the bare-insert baseline in benchmarks.
+    /// without touching a store: the pre-parsed rows of the bare-insert baseline in benchmarks, in
+    /// chunks of the size the pipeline writes.
     pub fn prepared_records(
         &self,
         path: &Path,
@@ -290,8 +291,8 @@ impl Ingestor {
         )?;
         let mut seen = std::collections::HashSet::new();
         Ok(std::iter::from_fn(move || {
-            let mut chunk = Vec::with_capacity(xy_store::INSERT_CHUNK);
-            while chunk.len() < xy_store::INSERT_CHUNK {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            while chunk.len() < CHUNK {
                 match rows.next_prepared() {
                     Some(Ok(Prepared::Valid { record, .. })) => {
                         if seen.insert(record.key_hash.clone()) {
@@ -393,7 +394,9 @@ impl Ingestor {
             counts,
             detail: serde_json::json!({ "format": format, "legacy_fields": legacy, "unknown_columns": unknown_columns }),
         };
+        let committing = std::time::Instant::now();
         let entry = writer.commit(&options.now, &summary).await?;
+        tracing::debug!(elapsed = ?committing.elapsed(), "batch commit");
         if let Some(r) = report.as_mut() {
             r.flush().map_err(IngestError::Read)?;
         }

@@ -29,6 +29,57 @@ pub(crate) struct NativeWriter {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
     failures: FailureSlot,
+    _wal_flusher: Option<WalFlusher>,
+}
+
+/// Flushes the write-ahead log to disk while a batch is written, so that the commit's `fsync` finds
+/// little left to write: a large batch otherwise leaves its whole log (about 1 KiB a record) dirty
+/// in the page cache and the commit waits for all of it at once. Syncing early changes nothing
+/// but when the bytes reach the disk. Stops when dropped.
+struct WalFlusher {
+    _stop: mpsc::Sender<()>,
+}
+
+impl WalFlusher {
+    /// Sync the log each time it has grown by this much.
+    const EVERY: u64 = 32 << 20;
+    const POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+    fn start(db: &Path) -> Option<Self> {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = std::path::PathBuf::from(wal);
+        let (stop, stopped) = mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("xy-sqlite-wal-sync".into())
+            .spawn(move || {
+                let mut synced = 0u64;
+                let mut file: Option<std::fs::File> = None;
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Self::POLL) {
+                    if file.is_none() {
+                        file = std::fs::File::open(&wal).ok();
+                    }
+                    let Some(f) = &file else { continue };
+                    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                    if len < synced {
+                        synced = 0;
+                    }
+                    if len - synced >= Self::EVERY {
+                        if let Err(e) = f.sync_data() {
+                            tracing::debug!(error = %e, "early sync of the write-ahead log failed");
+                        }
+                        synced = len;
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Some(Self { _stop: stop }),
+            Err(e) => {
+                tracing::debug!(error = %e, "no early sync of the write-ahead log");
+                None
+            }
+        }
+    }
 }
 
 /// Where the first failure of a queued job waits to be reported.
@@ -41,6 +92,7 @@ pub(crate) fn sqlite_error(e: rusqlite::Error) -> StoreError {
 impl NativeWriter {
     /// Open the store file and begin the batch's transaction.
     pub(crate) async fn begin(path: &Path) -> Result<Self, StoreError> {
+        let wal_flusher = WalFlusher::start(path);
         let path = path.to_path_buf();
         let (jobs, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = oneshot::channel::<Result<(), StoreError>>();
@@ -78,6 +130,7 @@ impl NativeWriter {
                 jobs: Some(jobs),
                 thread: Some(thread),
                 failures: Default::default(),
+                _wal_flusher: wal_flusher,
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(StoreError::Corrupt("sqlite writer thread ended".into())),
@@ -262,6 +315,9 @@ impl NativeBatch {
         Ok(PendingLookup::queued(reply, self.writer.failures.clone()))
     }
 
+    /// Queue the insert of new records (version 1) and return their ids, in the order given. The
+    /// rows are written in business-key order (ids follow that order): consecutive inserts then
+    /// land near each other in the key index, which saves cache misses on the way down its B-tree.
     pub(crate) async fn insert(
         &mut self,
         batch_id: &str,
@@ -270,23 +326,29 @@ impl NativeBatch {
     ) -> Result<Vec<i64>, StoreError> {
         let first = self.next_id;
         self.next_id += records.len() as i64;
-        let ids: Vec<i64> = (first..self.next_id).collect();
+        let mut order: Vec<usize> = (0..records.len()).collect();
+        order.sort_unstable_by(|&a, &b| records[a].key_hash.cmp(&records[b].key_hash));
+        let mut ids = vec![0; records.len()];
+        for (id, &i) in (first..).zip(&order) {
+            ids[i] = id;
+        }
         let batch_id = batch_id.to_owned();
         let at = ingested_at.to_owned();
         self.writer.queue(move |c| {
-                let mut st = c
-                    .prepare_cached(&format!(
-                        "INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?)"
-                    ))
+            let mut st = c
+                .prepare_cached(&format!(
+                    "INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?)"
+                ))
+                .map_err(sqlite_error)?;
+            for (id, &i) in (first..).zip(&order) {
+                let r = &records[i];
+                let head: [&dyn rusqlite::ToSql; 3] = [&id, &r.category, &r.key_hash];
+                let version = version_params(r, &batch_id, &at);
+                st.execute(rusqlite::params_from_iter(head.iter().chain(version.iter())))
                     .map_err(sqlite_error)?;
-                for (id, r) in (first..).zip(records) {
-                    let head: [&dyn rusqlite::ToSql; 3] = [&id, &r.category, &r.key_hash];
-                    let version = version_params(&r, &batch_id, &at);
-                    st.execute(rusqlite::params_from_iter(head.iter().chain(version.iter())))
-                    .map_err(sqlite_error)?;
-                }
-                Ok(())
-            })?;
+            }
+            Ok(())
+        })?;
         Ok(ids)
     }
 
