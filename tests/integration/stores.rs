@@ -74,6 +74,49 @@ async fn suite(location: StoreLocation, dir: &Path) {
         );
     }
 
+    // 2b. A batch written before chunked remarks (migration 0004) kept them a row per remark in
+    // batch_rows and a row per fault in batch_faults; its report still reads the same.
+    let pool = stores.collection.pool();
+    sqlx::query("DELETE FROM batch_remarks WHERE batch_id = $1")
+        .bind(first.batch_id.clone())
+        .execute(pool)
+        .await
+        .unwrap();
+    for r in from_store
+        .iter()
+        .filter(|r| r.outcome != xy_store::Outcome::Stored || !r.warnings.is_empty())
+    {
+        sqlx::query(
+            "INSERT INTO batch_rows (batch_id, row_number, outcome, warnings) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(first.batch_id.clone())
+        .bind(r.row as i64)
+        .bind(r.outcome.as_str())
+        .bind(serde_json::to_string(&r.warnings).unwrap())
+        .execute(pool)
+        .await
+        .unwrap();
+        for f in &r.faults {
+            sqlx::query(
+                "INSERT INTO batch_faults (batch_id, row_number, field, rule, reason) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(first.batch_id.clone())
+            .bind(r.row as i64)
+            .bind(f.field.clone())
+            .bind(f.rule.clone())
+            .bind(f.reason.clone())
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+    let legacy = stores
+        .collection
+        .batch_report(&first.batch_id)
+        .await
+        .unwrap();
+    assert_eq!(legacy, from_store);
+
     // 3. The same file again: nothing new is stored and rejections are unchanged. (Rows that changed
     // a record within the file replay that change, so they come back as updates.)
     let again = ingestor

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -57,7 +57,7 @@ pub struct ExistingRecord {
 }
 
 /// The outcome of one ingested row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A new record.
@@ -92,7 +92,7 @@ impl Outcome {
 }
 
 /// A field-level fault of a rejected row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowFault {
     /// Standard field name.
     pub field: String,
@@ -102,8 +102,8 @@ pub struct RowFault {
     pub reason: String,
 }
 
-/// One line of a batch report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One line of a batch report (stored as one JSON line of a chunk's remarks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportRow {
     /// 1-based data row number.
     pub row: u64,
@@ -335,6 +335,7 @@ impl CollectionStore {
         Ok(BatchWriter {
             inner,
             started_empty,
+            rule_counts: Default::default(),
             _guard: guard,
         })
     }
@@ -435,8 +436,9 @@ impl CollectionStore {
         datalog::entry_by_batch(&self.pool, batch_id).await
     }
 
-    /// The complete per-row report of a batch, in row order: rows absent from `batch_rows` were
-    /// stored without remark.
+    /// The complete per-row report of a batch, in row order: rows without a remark (in
+    /// `batch_remarks`, or in `batch_rows` and `batch_faults` for batches written before those)
+    /// were stored without remark.
     pub async fn batch_report(&self, batch_id: &str) -> Result<Vec<ReportRow>, StoreError> {
         let entry = self.batch(batch_id).await?;
         let mut remarks: HashMap<u64, ReportRow> = HashMap::new();
@@ -476,6 +478,19 @@ impl CollectionStore {
                 rule: row.try_get("rule")?,
                 reason: row.try_get("reason")?,
             });
+        }
+        for row in
+            sqlx::query("SELECT body FROM batch_remarks WHERE batch_id = $1 ORDER BY first_row")
+                .bind(batch_id)
+                .fetch_all(&self.pool)
+                .await?
+        {
+            let body: String = row.try_get("body")?;
+            for line in body.lines() {
+                let remark: ReportRow = serde_json::from_str(line)
+                    .map_err(|e| StoreError::Corrupt(format!("remark of batch {batch_id}: {e}")))?;
+                remarks.insert(remark.row, remark);
+            }
         }
         let total = entry.total as u64;
         Ok((1..=total)
@@ -572,6 +587,8 @@ impl PendingLookup {
 pub struct BatchWriter {
     inner: WriterKind,
     started_empty: bool,
+    /// Faults by rule among the rows reported so far.
+    rule_counts: std::collections::BTreeMap<String, i64>,
     _guard: OwnedMutexGuard<()>,
 }
 
@@ -643,20 +660,37 @@ impl BatchWriter {
         }
     }
 
-    /// Record the report lines of rows that were not plainly stored.
+    /// Record the report lines of a run of rows that were not plainly stored (one chunk, in row
+    /// order): one stored row holds them all as JSON lines (`batch_remarks`), and their faults
+    /// are counted by rule for the quality report.
     pub async fn report(&mut self, batch_id: &str, rows: &[ReportRow]) -> Result<(), StoreError> {
+        let Some(first) = rows.first() else {
+            return Ok(());
+        };
+        let mut body = String::with_capacity(rows.len() * 160);
+        for r in rows {
+            for f in &r.faults {
+                *self.rule_counts.entry(f.rule.clone()).or_default() += 1;
+            }
+            body.push_str(
+                &serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+            body.push('\n');
+        }
+        let first_row = first.row as i64;
         match &mut self.inner {
-            WriterKind::Sqlx(w) => w.report(batch_id, rows).await,
-            WriterKind::Native(w) => w.report(batch_id, rows).await,
+            WriterKind::Sqlx(w) => w.remarks(batch_id, first_row, body).await,
+            WriterKind::Native(w) => w.remarks(batch_id, first_row, body),
         }
     }
 
     /// Append the batch to the data log and commit everything at once.
     pub async fn commit(self, at: &str, summary: &BatchSummary) -> Result<LogEntry, StoreError> {
         let entry = LogEntry::batch(at, summary);
+        let rule_counts: Vec<(String, i64)> = self.rule_counts.into_iter().collect();
         match self.inner {
-            WriterKind::Sqlx(w) => w.commit(entry).await,
-            WriterKind::Native(w) => w.commit(entry).await,
+            WriterKind::Sqlx(w) => w.commit(entry, rule_counts).await,
+            WriterKind::Native(w) => w.commit(entry, rule_counts).await,
         }
     }
 
@@ -783,47 +817,37 @@ impl SqlxBatch {
         }
     }
 
-    /// Record the report lines of rows that were not plainly stored.
-    async fn report(&mut self, batch_id: &str, rows: &[ReportRow]) -> Result<(), StoreError> {
-        for chunk in rows.chunks(INSERT_CHUNK) {
-            let sql = format!(
-                "INSERT INTO batch_rows (batch_id, row_number, outcome, warnings) VALUES {}",
-                values_clause(self.backend, chunk.len(), 4)
-            );
-            let mut q = sqlx::query(&sql);
-            for r in chunk {
-                q = q
-                    .bind(batch_id.to_owned())
-                    .bind(r.row as i64)
-                    .bind(r.outcome.as_str())
-                    .bind(serde_json::to_string(&r.warnings).unwrap_or_else(|_| "[]".into()));
-            }
-            q.execute(&mut *self.tx).await?;
-            let faults: Vec<(&ReportRow, &RowFault)> = chunk
-                .iter()
-                .flat_map(|r| r.faults.iter().map(move |f| (r, f)))
-                .collect();
-            for fchunk in faults.chunks(INSERT_CHUNK) {
-                let sql = format!(
-                    "INSERT INTO batch_faults (batch_id, row_number, field, rule, reason) VALUES {}",
-                    values_clause(self.backend, fchunk.len(), 5)
-                );
-                let mut q = sqlx::query(&sql);
-                for (r, f) in fchunk {
-                    q = q
-                        .bind(batch_id.to_owned())
-                        .bind(r.row as i64)
-                        .bind(f.field.clone())
-                        .bind(f.rule.clone())
-                        .bind(f.reason.clone());
-                }
-                q.execute(&mut *self.tx).await?;
-            }
-        }
+    /// Store one chunk's remarks.
+    async fn remarks(
+        &mut self,
+        batch_id: &str,
+        first_row: i64,
+        body: String,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO batch_remarks (batch_id, first_row, body) VALUES ($1, $2, $3)")
+            .bind(batch_id.to_owned())
+            .bind(first_row)
+            .bind(body)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
-    async fn commit(mut self, entry: LogEntry) -> Result<LogEntry, StoreError> {
+    async fn commit(
+        mut self,
+        entry: LogEntry,
+        rule_counts: Vec<(String, i64)>,
+    ) -> Result<LogEntry, StoreError> {
+        for (rule, faults) in rule_counts {
+            sqlx::query(
+                "INSERT INTO batch_rule_counts (batch_id, rule, faults) VALUES ($1, $2, $3)",
+            )
+            .bind(entry.batch_id.clone())
+            .bind(rule)
+            .bind(faults)
+            .execute(&mut *self.tx)
+            .await?;
+        }
         let entry = datalog::append(&mut self.tx, &entry).await?;
         self.tx.commit().await?;
         Ok(entry)

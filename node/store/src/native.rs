@@ -222,8 +222,7 @@ impl Drop for NativeWriter {
 use std::collections::HashMap;
 
 use crate::collection::{
-    ExistingRecord, LOOKUP_CHUNK, NewRecord, PendingLookup, RECORD_COLUMNS, ReportRow,
-    supersede_sql,
+    ExistingRecord, LOOKUP_CHUNK, NewRecord, PendingLookup, RECORD_COLUMNS, supersede_sql,
 };
 use crate::datalog::{COLUMNS as LOG_COLUMNS, GENESIS, LogEntry};
 
@@ -385,40 +384,22 @@ impl NativeBatch {
         })
     }
 
-    pub(crate) async fn report(
+    /// Queue the insert of one chunk's remarks.
+    pub(crate) fn remarks(
         &mut self,
         batch_id: &str,
-        rows: &[ReportRow],
+        first_row: i64,
+        body: String,
     ) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
         let batch_id = batch_id.to_owned();
-        let rows = rows.to_vec();
         self.writer.queue(move |c| {
-                let mut row_st = c
-                    .prepare_cached("INSERT INTO batch_rows (batch_id, row_number, outcome, warnings) VALUES (?, ?, ?, ?)")
-                    .map_err(sqlite_error)?;
-                for r in &rows {
-                    let warnings = serde_json::to_string(&r.warnings).unwrap_or_else(|_| "[]".into());
-                    row_st
-                        .execute(rusqlite::params![batch_id, r.row as i64, r.outcome.as_str(), warnings])
-                        .map_err(sqlite_error)?;
-                }
-                let mut fault_st = c
-                    .prepare_cached(
-                        "INSERT INTO batch_faults (batch_id, row_number, field, rule, reason) VALUES (?, ?, ?, ?, ?)",
-                    )
-                    .map_err(sqlite_error)?;
-                for r in &rows {
-                    for f in &r.faults {
-                        fault_st
-                            .execute(rusqlite::params![batch_id, r.row as i64, f.field, f.rule, f.reason])
-                            .map_err(sqlite_error)?;
-                    }
-                }
-                Ok(())
-            })
+            c.prepare_cached(
+                "INSERT INTO batch_remarks (batch_id, first_row, body) VALUES (?, ?, ?)",
+            )
+            .and_then(|mut st| st.execute(rusqlite::params![batch_id, first_row, body]))
+            .map_err(sqlite_error)?;
+            Ok(())
+        })
     }
 
     pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
@@ -426,7 +407,11 @@ impl NativeBatch {
         self.writer.failure().map_or(Ok(()), Err)
     }
 
-    pub(crate) async fn commit(self, entry: LogEntry) -> Result<LogEntry, StoreError> {
+    pub(crate) async fn commit(
+        self,
+        entry: LogEntry,
+        rule_counts: Vec<(String, i64)>,
+    ) -> Result<LogEntry, StoreError> {
         // Wait for every queued write; a failed one rolls the batch back.
         self.writer.call(|_| Ok(())).await?;
         if let Some(e) = self.writer.failure() {
@@ -450,6 +435,15 @@ impl NativeBatch {
                         other => Err(other),
                     })
                     .map_err(sqlite_error)?;
+                let mut counts = c
+                    .prepare_cached("INSERT INTO batch_rule_counts (batch_id, rule, faults) VALUES (?, ?, ?)")
+                    .map_err(sqlite_error)?;
+                for (rule, faults) in &rule_counts {
+                    counts
+                        .execute(rusqlite::params![entry.batch_id, rule, faults])
+                        .map_err(sqlite_error)?;
+                }
+                drop(counts);
                 let mut e = entry;
                 (e.seq, e.prev_hash) = match last {
                     Some((seq, hash)) => (seq + 1, hash),

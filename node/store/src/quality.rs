@@ -65,7 +65,7 @@ pub async fn quality_report(pool: &AnyPool) -> Result<Vec<QualityLine>, StoreErr
         line.rejection_rate = if line.total > 0 { line.rejected as f64 / line.total as f64 } else { 0.0 };
     }
     for row in sqlx::query(
-        "SELECT d.source_unit, d.category, f.rule, COUNT(*) AS n FROM batch_faults f \
+        "SELECT d.source_unit, d.category, f.rule, CAST(SUM(f.faults) AS BIGINT) AS n FROM batch_rule_counts f \
          JOIN data_log d ON d.batch_id = f.batch_id GROUP BY d.source_unit, d.category, f.rule",
     )
     .fetch_all(pool)
