@@ -143,7 +143,9 @@ impl<R: Read + Send> RowSource for CsvSource<R> {
                 cells.resize_with(r.len(), String::new);
                 for (cell, field) in cells.iter_mut().zip(r.iter()) {
                     cell.clear();
-                    match std::str::from_utf8(field) {
+                    // SIMD validation: most of a row's bytes are Chinese text, where the
+                    // standard library's check runs at a fraction of the speed.
+                    match simdutf8::basic::from_utf8(field) {
                         Ok(text) => cell.push_str(text),
                         Err(_) => cell.push_str(&String::from_utf8_lossy(field)),
                     }
