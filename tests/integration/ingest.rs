@@ -342,6 +342,39 @@ async fn a_row_in_another_encoding_is_rejected_with_a_reason() {
     assert_eq!(result.counts.stored, 9);
 }
 
+/// A delimiter inside a multi-byte character: the row's fields end to end are valid UTF-8, but two
+/// of them are not, and the row is rejected instead of being read with the character glued
+/// back together.
+#[tokio::test]
+async fn a_character_cut_by_a_delimiter_is_rejected() {
+    let (_, text) = small_csv(5);
+    let mut lines: Vec<Vec<u8>> = text.lines().map(|l| l.as_bytes().to_vec()).collect();
+    let line = &lines[2];
+    let comma = line.iter().position(|b| *b == b',').unwrap();
+    assert!(
+        line[comma - 1] >= 0x80,
+        "the first field ends in a Chinese character"
+    );
+    let mut cut = line[..comma - 1].to_vec();
+    cut.push(b',');
+    cut.push(line[comma - 1]);
+    cut.extend_from_slice(&line[comma + 1..]);
+    // Without the delimiter, the fields together are the original valid text.
+    let mut joined = cut.clone();
+    joined.remove(comma - 1);
+    assert!(std::str::from_utf8(&joined).is_ok());
+    lines[2] = cut;
+    let (result, report, _) = ingest_bytes("cut.csv", &lines.join(&b'\n')).await;
+    let result = result.unwrap();
+    assert_eq!(report[1]["outcome"], "rejected", "{}", report[1]);
+    assert!(
+        report[1]["reasons"].to_string().contains("编码"),
+        "{}",
+        report[1]
+    );
+    assert_eq!((result.counts.rejected, result.counts.stored), (1, 4));
+}
+
 #[tokio::test]
 async fn a_100_mib_field_is_rejected_without_loading_it_into_a_record() {
     let (headers, text) = small_csv(3);
