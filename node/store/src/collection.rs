@@ -572,7 +572,7 @@ impl PendingLookup {
             LookupKind::Done(found) => Ok(found),
             LookupKind::Queued { reply, failures } => {
                 let found = crate::native::reply(reply).await;
-                match failures.lock().ok().and_then(|mut f| f.take()) {
+                match crate::native::take_failure(&failures) {
                     Some(earlier) => Err(earlier),
                     None => found,
                 }

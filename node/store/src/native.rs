@@ -85,6 +85,11 @@ impl WalFlusher {
 /// Where the first failure of a queued job waits to be reported.
 pub(crate) type FailureSlot = std::sync::Arc<std::sync::Mutex<Option<StoreError>>>;
 
+/// Take the failure waiting in `slot`, if any.
+pub(crate) fn take_failure(slot: &FailureSlot) -> Option<StoreError> {
+    slot.lock().ok().and_then(|mut f| f.take())
+}
+
 pub(crate) fn sqlite_error(e: rusqlite::Error) -> StoreError {
     StoreError::Database(sqlx::Error::Protocol(format!("sqlite: {e}")))
 }
@@ -189,7 +194,7 @@ impl NativeWriter {
     /// The first error of a queued job, if any (call after a waited-for call, so that every job
     /// queued before it has run).
     pub(crate) fn failure(&self) -> Option<StoreError> {
-        self.failures.lock().ok().and_then(|mut f| f.take())
+        take_failure(&self.failures)
     }
 
     /// Stop the thread after a commit or rollback job. With `checkpoint`, the thread first copies
