@@ -150,8 +150,11 @@ impl<R: Read + Send> RowSource for CsvSource<R> {
                 let whole = simdutf8::basic::from_utf8(r.as_slice()).ok();
                 for (i, (cell, field)) in cells.iter_mut().zip(r.iter()).enumerate() {
                     cell.clear();
-                    let text = whole.and_then(|w| r.range(i).and_then(|range| w.get(range)));
-                    match text.map(Ok).unwrap_or_else(|| std::str::from_utf8(field)) {
+                    let text = match whole.and_then(|w| r.range(i).and_then(|range| w.get(range))) {
+                        Some(text) => Ok(text),
+                        None => std::str::from_utf8(field),
+                    };
+                    match text {
                         Ok(text) => cell.push_str(text),
                         Err(_) => cell.push_str(&String::from_utf8_lossy(field)),
                     }
