@@ -4,20 +4,24 @@
 //! before, so results are exact. When the store was not empty the filter is inactive and every key
 //! is looked up. Fixed size (2 MiB): past a few million keys false positives grow and the filter
 //! degrades into looking everything up, never into a wrong answer.
+//!
+//! Blocked: all of a key's bits lie in one 64-byte block, so a test or an insert touches one cache
+//! line instead of seven scattered ones (the seven misses per key showed in the ingest's profile).
 
-const BITS: usize = 1 << 24;
-const PROBES: u64 = 7;
+const BLOCKS: usize = 1 << 15;
+const WORDS_PER_BLOCK: usize = 8;
+const PROBES: u32 = 7;
 
 pub(crate) struct KeyFilter {
-    bits: Vec<u64>,
+    words: Vec<u64>,
     active: bool,
 }
 
 impl KeyFilter {
     pub(crate) fn new(active: bool) -> Self {
         Self {
-            bits: if active {
-                vec![0; BITS / 64]
+            words: if active {
+                vec![0; BLOCKS * WORDS_PER_BLOCK]
             } else {
                 Vec::new()
             },
@@ -25,23 +29,25 @@ impl KeyFilter {
         }
     }
 
-    /// Two 64-bit hashes from the key hash (hex of a keyed PRF output, so already uniform).
-    fn hashes(key_hex: &str) -> Option<(u64, u64)> {
-        let h1 = u64::from_str_radix(key_hex.get(0..16)?, 16).ok()?;
-        let h2 = u64::from_str_radix(key_hex.get(16..32)?, 16).ok()?;
-        Some((h1, h2 | 1))
-    }
-
-    fn positions(h: (u64, u64)) -> impl Iterator<Item = usize> {
-        (0..PROBES).map(move |i| (h.0.wrapping_add(i.wrapping_mul(h.1)) % BITS as u64) as usize)
+    /// The block and the bit in it (word index and mask) of each probe, from the key hash (hex of
+    /// a keyed PRF output, so already uniform). `None` for a key that is not 32 hex digits.
+    fn probes(key_hex: &str) -> Option<[(usize, u64); PROBES as usize]> {
+        let hex = key_hex.as_bytes().get(..32)?;
+        let (h1, h2) = (parse_hex_u64(&hex[..16])?, parse_hex_u64(&hex[16..])?);
+        let block = (h1 as usize % BLOCKS) * WORDS_PER_BLOCK;
+        // Each probe takes 9 bits of the second half: 3 for the word, 6 for the bit.
+        Some(std::array::from_fn(|i| {
+            let bits = h2 >> (9 * i as u32);
+            (block + (bits & 7) as usize, 1u64 << ((bits >> 3) & 63))
+        }))
     }
 
     pub(crate) fn may_contain(&self, key_hex: &str) -> bool {
         if !self.active {
             return true;
         }
-        match Self::hashes(key_hex) {
-            Some(h) => Self::positions(h).all(|p| self.bits[p / 64] & (1 << (p % 64)) != 0),
+        match Self::probes(key_hex) {
+            Some(probes) => probes.iter().all(|&(w, m)| self.words[w] & m != 0),
             None => true,
         }
     }
@@ -50,10 +56,79 @@ impl KeyFilter {
         if !self.active {
             return;
         }
-        if let Some(h) = Self::hashes(key_hex) {
-            for p in Self::positions(h) {
-                self.bits[p / 64] |= 1 << (p % 64);
+        if let Some(probes) = Self::probes(key_hex) {
+            for (w, m) in probes {
+                self.words[w] |= m;
             }
         }
+    }
+}
+
+/// 16 hex digits (either case) as a number; `None` if any is not a hex digit.
+fn parse_hex_u64(hex: &[u8]) -> Option<u64> {
+    hex.iter().try_fold(0u64, |acc, &c| {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u64::from(digit))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u64) -> String {
+        // Uniform like a PRF output: a multiplicative hash of the counter.
+        let a = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i >> 7);
+        let b = a.rotate_left(29).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        format!("{a:016x}{b:016x}")
+    }
+
+    #[test]
+    fn an_inserted_key_is_always_found() {
+        let mut f = KeyFilter::new(true);
+        for i in 0..100_000 {
+            f.insert(&key(i));
+        }
+        assert!((0..100_000).all(|i| f.may_contain(&key(i))));
+    }
+
+    #[test]
+    fn unseen_keys_are_mostly_absent_at_a_million_keys() {
+        let mut f = KeyFilter::new(true);
+        for i in 0..1_000_000 {
+            f.insert(&key(i));
+        }
+        let false_positives = (1_000_000..1_100_000)
+            .filter(|&i| f.may_contain(&key(i)))
+            .count();
+        // About 0.2% expected at 16.8 bits a key; a lookup per false positive is the only cost.
+        assert!(false_positives < 1_000, "{false_positives} of 100000");
+    }
+
+    #[test]
+    fn hex_case_does_not_matter() {
+        let mut f = KeyFilter::new(true);
+        f.insert(&key(5).to_uppercase());
+        assert!(f.may_contain(&key(5)));
+    }
+
+    #[test]
+    fn keys_that_are_not_hex_are_always_looked_up() {
+        let mut f = KeyFilter::new(true);
+        f.insert("not a key");
+        assert!(f.may_contain("not a key"));
+        assert!(f.may_contain(&"g".repeat(32)));
+        assert!(f.may_contain("abc"));
+    }
+
+    #[test]
+    fn an_inactive_filter_sends_every_key_to_the_store() {
+        let f = KeyFilter::new(false);
+        assert!(f.may_contain(&key(3)));
     }
 }
