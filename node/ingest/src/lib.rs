@@ -671,7 +671,7 @@ impl BatchState<'_> {
             .filter_map(|p| match p {
                 Prepared::Valid { record, .. }
                     if !carried.contains_key(&record.key_hash)
-                        && self.known.may_contain(&record.key_hash) =>
+                        && self.known.check_and_insert(&record.key_hash) =>
                 {
                     Some(record.key_hash.as_str())
                 }
@@ -724,10 +724,7 @@ impl BatchState<'_> {
                             .insert(record.key_hash.clone(), record.content_hash.clone());
                     }
                     match outcome {
-                        Outcome::Stored => {
-                            self.known.insert(&record.key_hash);
-                            to_insert.push(record);
-                        }
+                        Outcome::Stored => to_insert.push(record),
                         Outcome::Updated => {
                             // Rows stored earlier in the chunk go first: the change may be to one of them.
                             if !to_insert.is_empty() {

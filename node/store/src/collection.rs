@@ -239,6 +239,11 @@ pub(crate) const VERSION_COLUMNS: [&str; 12] = [
 
 /// `UPDATE records SET version = version + 1, <each version column> = <placeholder 2..13>
 /// WHERE key_hash = <placeholder 1>`, with `$n` or `?n` placeholders.
+/// Record the span of ids a batch inserted, `[first_id, end_id)`: the share feed reads a batch's
+/// new records by it (see migration 0005).
+pub(crate) const SPAN_SQL: &str =
+    "INSERT INTO batch_spans (batch_id, first_id, end_id) VALUES ($1, $2, $3)";
+
 pub(crate) fn supersede_sql(placeholder: &str) -> String {
     let sets: Vec<String> = VERSION_COLUMNS
         .iter()
@@ -323,6 +328,7 @@ impl CollectionStore {
                 WriterKind::Sqlx(SqlxBatch {
                     tx,
                     backend: self.backend,
+                    first_id: next_id,
                     next_id,
                     insert_sql: HashMap::new(),
                 })
@@ -707,6 +713,7 @@ impl BatchWriter {
 struct SqlxBatch {
     tx: Transaction<'static, Any>,
     backend: Backend,
+    first_id: i64,
     next_id: i64,
     insert_sql: HashMap<usize, String>,
 }
@@ -847,6 +854,14 @@ impl SqlxBatch {
             .bind(faults)
             .execute(&mut *self.tx)
             .await?;
+        }
+        if self.next_id > self.first_id {
+            sqlx::query(SPAN_SQL)
+                .bind(entry.batch_id.clone())
+                .bind(self.first_id)
+                .bind(self.next_id)
+                .execute(&mut *self.tx)
+                .await?;
         }
         let entry = datalog::append(&mut self.tx, &entry).await?;
         self.tx.commit().await?;

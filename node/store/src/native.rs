@@ -227,13 +227,14 @@ impl Drop for NativeWriter {
 use std::collections::HashMap;
 
 use crate::collection::{
-    ExistingRecord, LOOKUP_CHUNK, NewRecord, PendingLookup, RECORD_COLUMNS, supersede_sql,
+    ExistingRecord, LOOKUP_CHUNK, NewRecord, PendingLookup, RECORD_COLUMNS, SPAN_SQL, supersede_sql,
 };
 use crate::datalog::{COLUMNS as LOG_COLUMNS, GENESIS, LogEntry};
 
 /// One batch written through the native writer.
 pub(crate) struct NativeBatch {
     writer: NativeWriter,
+    first_id: i64,
     next_id: i64,
     written: Disposal,
 }
@@ -366,6 +367,7 @@ impl NativeBatch {
             .await?;
         Ok(Self {
             writer,
+            first_id: next_id,
             next_id,
             written: Disposal::start(),
         })
@@ -510,6 +512,7 @@ impl NativeBatch {
             self.writer.finish(false);
             return Err(e);
         }
+        let (first_id, end_id) = (self.first_id, self.next_id);
         let entry = self
             .writer
             .call(move |c| {
@@ -532,6 +535,11 @@ impl NativeBatch {
                         .map_err(sqlite_error)?;
                 }
                 drop(counts);
+                if end_id > first_id {
+                    c.prepare_cached(SPAN_SQL)
+                        .and_then(|mut st| st.execute(rusqlite::params![entry.batch_id, first_id, end_id]))
+                        .map_err(sqlite_error)?;
+                }
                 let mut e = entry;
                 (e.seq, e.prev_hash) = match last {
                     Some((seq, hash)) => (seq + 1, hash),

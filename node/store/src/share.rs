@@ -86,6 +86,30 @@ fn feed_record(major: i64, r: &sqlx::any::AnyRow) -> Result<FeedRecord, StoreErr
     })
 }
 
+/// The first `limit` records of two lists sorted by id, by id, each id once (a record a batch
+/// inserted and then superseded is in both).
+fn merge_by_id(a: Vec<FeedRecord>, b: Vec<FeedRecord>, limit: i64) -> Vec<FeedRecord> {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let mut out = Vec::with_capacity((a.len() + b.len()).min(limit));
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    while out.len() < limit {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.id == y.id => {
+                b.next();
+                a.next()
+            }
+            (Some(x), Some(y)) if y.id < x.id => b.next(),
+            (Some(_), _) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(r) => out.push(r),
+            None => break,
+        }
+    }
+    out
+}
+
 /// A work order as the source node holds it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReceivedOrder {
@@ -141,7 +165,7 @@ impl CollectionStore {
     }
 
     /// Current records written by batch `batch_id` (log sequence `seq`) with an id above
-    /// `after_id`, by id.
+    /// `after_id`, by id: those it inserted (its span of ids) merged with those it superseded.
     async fn batch_records(
         &self,
         seq: i64,
@@ -149,11 +173,37 @@ impl CollectionStore {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<FeedRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {FEED_COLUMNS} FROM records WHERE batch_id = ? AND id > ? ORDER BY id LIMIT ?"
+        let inserted = format!(
+            "SELECT {FEED_COLUMNS} FROM records WHERE batch_id = $1 AND id > $2 \
+             AND id >= (SELECT first_id FROM batch_spans WHERE batch_id = $1) \
+             AND id < (SELECT end_id FROM batch_spans WHERE batch_id = $1) ORDER BY id LIMIT $3"
         );
+        let superseded = format!(
+            "SELECT {FEED_COLUMNS} FROM records WHERE batch_id = $1 AND id > $2 \
+             AND id IN (SELECT id FROM record_history WHERE superseded_by_batch = $1 AND id > $2) \
+             ORDER BY id LIMIT $3"
+        );
+        let inserted = self
+            .feed_query(inserted, seq, &batch_id, after_id, limit)
+            .await?;
+        let superseded = self
+            .feed_query(superseded, seq, &batch_id, after_id, limit)
+            .await?;
+        Ok(merge_by_id(inserted, superseded, limit))
+    }
+
+    /// Run one of the feed's queries, whose parameters are `$1` batch id, `$2` id to start after
+    /// and `$3` row limit (SQLite numbers `$n` parameters by first appearance, PostgreSQL by n).
+    async fn feed_query(
+        &self,
+        sql: String,
+        seq: i64,
+        batch_id: &str,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<FeedRecord>, StoreError> {
         let native_sql = sql.clone();
-        let native_batch = batch_id.clone();
+        let native_batch = batch_id.to_owned();
         let native = self
             .flow_writer()
             .read_native(move |c| {
@@ -172,9 +222,8 @@ impl CollectionStore {
         if let Some(rows) = native {
             return rows;
         }
-        let sql = self.flow_writer().sql(&sql);
         let rows = sqlx::query(&sql)
-            .bind(batch_id)
+            .bind(batch_id.to_owned())
             .bind(after_id)
             .bind(limit)
             .fetch_all(self.pool())
