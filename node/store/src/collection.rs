@@ -237,13 +237,13 @@ pub(crate) const VERSION_COLUMNS: [&str; 12] = [
     "ingested_at",
 ];
 
-/// `UPDATE records SET version = version + 1, <each version column> = <placeholder 2..13>
-/// WHERE key_hash = <placeholder 1>`, with `$n` or `?n` placeholders.
 /// Record the span of ids a batch inserted, `[first_id, end_id)`: the share feed reads a batch's
-/// new records by it (see migration 0005).
+/// new records by it (see migration 0005). `$n` placeholders, which SQLite numbers in order.
 pub(crate) const SPAN_SQL: &str =
     "INSERT INTO batch_spans (batch_id, first_id, end_id) VALUES ($1, $2, $3)";
 
+/// `UPDATE records SET version = version + 1, <each version column> = <placeholder 2..13>
+/// WHERE key_hash = <placeholder 1>`, with `$n` or `?n` placeholders.
 pub(crate) fn supersede_sql(placeholder: &str) -> String {
     let sets: Vec<String> = VERSION_COLUMNS
         .iter()

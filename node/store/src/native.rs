@@ -322,28 +322,25 @@ fn insert_records(
     at: &str,
 ) -> Result<(), StoreError> {
     let rows: Vec<(i64, &NewRecord)> = (first..).zip(order.iter().map(|&i| &records[i])).collect();
-    let mut groups = rows.chunks_exact(INSERT_GROUP);
-    let mut st = c
+    let mut grouped = c
         .prepare_cached(&insert_records_sql(INSERT_GROUP))
         .map_err(sqlite_error)?;
-    for group in groups.by_ref() {
-        st.execute(rusqlite::params_from_iter(insert_params(
-            group, &batch_id, &at,
-        )))
+    let mut single = c
+        .prepare_cached(&insert_records_sql(1))
         .map_err(sqlite_error)?;
-    }
-    let rest = groups.remainder();
-    if !rest.is_empty() {
-        c.prepare_cached(&insert_records_sql(1))
-            .and_then(|mut st| {
-                for row in rest.chunks(1) {
-                    st.execute(rusqlite::params_from_iter(insert_params(
-                        row, &batch_id, &at,
-                    )))?;
-                }
-                Ok(())
-            })
-            .map_err(sqlite_error)?;
+    for group in rows.chunks(INSERT_GROUP) {
+        let (statement, size) = if group.len() == INSERT_GROUP {
+            (&mut grouped, INSERT_GROUP)
+        } else {
+            (&mut single, 1)
+        };
+        for rows in group.chunks(size) {
+            statement
+                .execute(rusqlite::params_from_iter(insert_params(
+                    rows, &batch_id, &at,
+                )))
+                .map_err(sqlite_error)?;
+        }
     }
     Ok(())
 }
