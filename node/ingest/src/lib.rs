@@ -660,7 +660,8 @@ impl BatchState<'_> {
     }
 
     /// Queue the lookup of the keys of `rows` that may be stored and are not already known from
-    /// the previous chunk's outcomes.
+    /// the previous chunk's outcomes. Marks each key it tests in the filter of written keys: once
+    /// this chunk is written, the store holds every one of them (stored now, or before).
     async fn lookup(
         &mut self,
         rows: &[Prepared],
