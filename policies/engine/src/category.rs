@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
-use crate::dates::{DateError, add_months, format_date, parse_date};
+use crate::dates::{DateError, add_months, format_date, is_standard_layout, parse_date};
 use crate::identifiers::{CodeCheck, check_resident_id, check_uscc};
 use crate::spec::{CategoryFile, ConditionSpec, LegacySpec, RuleSpec};
 use crate::text::{to_half_width, trim_all};
@@ -559,6 +559,11 @@ impl Category {
                 }
                 FieldKind::Date => {
                     to_half_width(value);
+                    // Already in the standard layout: nothing to normalise (a day that does not
+                    // exist is left for validation to reject, as in any layout).
+                    if is_standard_layout(value) {
+                        continue;
+                    }
                     if let Ok(d) = parse_date(value) {
                         let formatted = format_date(d);
                         if *value != formatted {
