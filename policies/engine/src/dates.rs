@@ -70,12 +70,10 @@ fn standard_layout(s: &str) -> Option<(u32, u32, u32)> {
 
 /// Write a date in the standard layout `YYYY/MM/DD`.
 pub fn format_date(d: NaiveDate) -> String {
-    let Ok(year) = u32::try_from(d.year()) else {
-        return format!("{:04}/{:02}/{:02}", d.year(), d.month(), d.day());
+    let year = match u32::try_from(d.year()) {
+        Ok(y) if y <= 9999 => y,
+        _ => return format!("{:04}/{:02}/{:02}", d.year(), d.month(), d.day()),
     };
-    if year > 9999 {
-        return format!("{year}/{:02}/{:02}", d.month(), d.day());
-    }
     let digit = |n: u32| char::from(b'0' + (n % 10) as u8);
     let mut out = String::with_capacity(10);
     out.extend([year / 1000, year / 100, year / 10, year].map(digit));
