@@ -328,19 +328,20 @@ fn insert_records(
     let mut single = c
         .prepare_cached(&insert_records_sql(1))
         .map_err(sqlite_error)?;
-    for group in rows.chunks(INSERT_GROUP) {
-        let (statement, size) = if group.len() == INSERT_GROUP {
-            (&mut grouped, INSERT_GROUP)
-        } else {
-            (&mut single, 1)
-        };
-        for rows in group.chunks(size) {
-            statement
-                .execute(rusqlite::params_from_iter(insert_params(
-                    rows, &batch_id, &at,
-                )))
-                .map_err(sqlite_error)?;
-        }
+    let mut groups = rows.chunks_exact(INSERT_GROUP);
+    for group in &mut groups {
+        grouped
+            .execute(rusqlite::params_from_iter(insert_params(
+                group, &batch_id, &at,
+            )))
+            .map_err(sqlite_error)?;
+    }
+    for row in groups.remainder().chunks(1) {
+        single
+            .execute(rusqlite::params_from_iter(insert_params(
+                row, &batch_id, &at,
+            )))
+            .map_err(sqlite_error)?;
     }
     Ok(())
 }

@@ -113,17 +113,8 @@ pub fn check_resident_id(code: &str, today: NaiveDate) -> CodeCheck {
     {
         return CodeCheck::Invalid("身份证号码含有非法字符");
     }
-    // All digits (checked above): the birth date's numbers read straight off the bytes.
-    let number = |digits: &[u8]| {
-        digits
-            .iter()
-            .fold(0u32, |n, &c| n * 10 + u32::from(c - b'0'))
-    };
-    let birth = NaiveDate::from_ymd_opt(
-        number(&bytes[6..10]) as i32,
-        number(&bytes[10..12]),
-        number(&bytes[12..14]),
-    );
+    // All digits (checked above), so the date layout `YYYYMMDD` of the standard's dates.
+    let birth = crate::dates::parse_date(&code[6..14]).ok();
     match birth {
         None => return CodeCheck::Invalid("身份证号码中的出生日期不是真实日期"),
         Some(d) if d > today => return CodeCheck::Invalid("身份证号码中的出生日期晚于今天"),
