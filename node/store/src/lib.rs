@@ -16,6 +16,7 @@
 //! reached through its own role, so a scenario's connections cannot read the collection store.
 //! One set of migrations per store serves both engines (portable SQL).
 
+mod borrowed;
 mod collection;
 pub mod datalog;
 mod db;

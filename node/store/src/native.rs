@@ -13,6 +13,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::StoreError;
+use crate::borrowed::{BorrowedStatement, Param};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -303,16 +304,32 @@ fn insert_records_sql(rows: usize) -> String {
 /// The parameters of [`insert_records_sql`] for `rows` (id and record), in order.
 fn insert_params<'a>(
     rows: &'a [(i64, &'a NewRecord)],
-    batch_id: &'a dyn rusqlite::ToSql,
-    at: &'a dyn rusqlite::ToSql,
-) -> impl Iterator<Item = &'a dyn rusqlite::ToSql> {
-    rows.iter().flat_map(move |(id, r)| {
-        let head: [&dyn rusqlite::ToSql; 3] = [id, &r.category, &r.key_hash];
-        head.into_iter().chain(version_params(r, batch_id, at))
+    batch_id: &'a str,
+    at: &'a str,
+) -> impl Iterator<Item = Param<'a>> {
+    rows.iter().flat_map(move |&(id, r)| {
+        [
+            Param::Int(id),
+            Param::from(&r.category),
+            Param::from(&r.key_hash),
+            Param::from(&r.status),
+            Param::from(&r.source_unit),
+            Param::from(&r.subject_code),
+            Param::from(&r.subject_index),
+            Param::from(&r.document_number),
+            Param::from(&r.decision_date),
+            Param::from(r.lag_days),
+            Param::Text(batch_id),
+            Param::from(&r.content_hash),
+            Param::from(&r.payload),
+            Param::from(&r.personal),
+            Param::Text(at),
+        ]
     })
 }
 
 /// Write `records` in the order `order`, with ids from `first` on, [`INSERT_GROUP`] to a statement.
+/// Values are bound where they are, without SQLite copying them first (see [`BorrowedStatement`]).
 fn insert_records(
     c: &rusqlite::Connection,
     first: i64,
@@ -322,26 +339,18 @@ fn insert_records(
     at: &str,
 ) -> Result<(), StoreError> {
     let rows: Vec<(i64, &NewRecord)> = (first..).zip(order.iter().map(|&i| &records[i])).collect();
-    let mut grouped = c
-        .prepare_cached(&insert_records_sql(INSERT_GROUP))
-        .map_err(sqlite_error)?;
-    let mut single = c
-        .prepare_cached(&insert_records_sql(1))
-        .map_err(sqlite_error)?;
     let mut groups = rows.chunks_exact(INSERT_GROUP);
-    for group in &mut groups {
-        grouped
-            .execute(rusqlite::params_from_iter(insert_params(
-                group, &batch_id, &at,
-            )))
-            .map_err(sqlite_error)?;
+    if groups.len() > 0 {
+        let mut grouped = BorrowedStatement::prepare(c, &insert_records_sql(INSERT_GROUP))?;
+        for group in &mut groups {
+            grouped.execute(insert_params(group, batch_id, at))?;
+        }
     }
-    for row in groups.remainder().chunks(1) {
-        single
-            .execute(rusqlite::params_from_iter(insert_params(
-                row, &batch_id, &at,
-            )))
-            .map_err(sqlite_error)?;
+    if !groups.remainder().is_empty() {
+        let mut single = BorrowedStatement::prepare(c, &insert_records_sql(1))?;
+        for row in groups.remainder().chunks(1) {
+            single.execute(insert_params(row, batch_id, at))?;
+        }
     }
     Ok(())
 }
