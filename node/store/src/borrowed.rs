@@ -109,8 +109,8 @@ impl<'conn> BorrowedStatement<'conn> {
         if code != ffi::SQLITE_OK {
             return Err(failure(db, code));
         }
-        let stmt = NonNull::new(stmt)
-            .ok_or_else(|| StoreError::Corrupt("empty statement text".into()))?;
+        let stmt =
+            NonNull::new(stmt).ok_or_else(|| StoreError::Corrupt("empty statement text".into()))?;
         // SAFETY: `stmt` is the statement just prepared.
         let parameters = unsafe { ffi::sqlite3_bind_parameter_count(stmt.as_ptr()) };
         let prepared = Self {

@@ -242,16 +242,17 @@ pub(crate) const VERSION_COLUMNS: [&str; 12] = [
 pub(crate) const SPAN_SQL: &str =
     "INSERT INTO batch_spans (batch_id, first_id, end_id) VALUES ($1, $2, $3)";
 
-/// `UPDATE records SET version = version + 1, <each version column> = <placeholder 2..13>
-/// WHERE key_hash = <placeholder 1>`, with `$n` or `?n` placeholders.
-pub(crate) fn supersede_sql(placeholder: &str) -> String {
+/// `<update> records SET version = version + 1, <each version column> = <placeholder 2..13>
+/// WHERE key_hash = <placeholder 1>`, with `$n` or `?n` placeholders; `update` is `UPDATE` or, on
+/// SQLite, a form with a conflict clause.
+pub(crate) fn supersede_sql(update: &str, placeholder: &str) -> String {
     let sets: Vec<String> = VERSION_COLUMNS
         .iter()
         .enumerate()
         .map(|(i, c)| format!("{c} = {placeholder}{}", i + 2))
         .collect();
     format!(
-        "UPDATE records SET version = version + 1, {} WHERE key_hash = {placeholder}1",
+        "{update} records SET version = version + 1, {} WHERE key_hash = {placeholder}1",
         sets.join(", ")
     )
 }
@@ -808,7 +809,7 @@ impl SqlxBatch {
         .bind(batch_id.to_owned())
         .execute(&mut *self.tx)
         .await?;
-        let sql = supersede_sql("$");
+        let sql = supersede_sql("UPDATE", "$");
         let done = bind_version(
             sqlx::query(&sql).bind(key.clone()),
             record,

@@ -7,6 +7,7 @@
 //! without a commit, the connection closes with the transaction open and SQLite rolls it back.
 
 use std::path::Path;
+use std::sync::LazyLock;
 use std::sync::mpsc;
 
 use rusqlite::Connection;
@@ -284,6 +285,19 @@ fn version_params<'a>(
     ]
 }
 
+/// Copy the current version of the record under key `?1` to history, superseded by batch `?2`.
+/// `OR FAIL` (like [`insert_records_sql`]): no statement journal, since a failure fails the batch.
+static SUPERSEDED_TO_HISTORY_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT OR FAIL INTO record_history ({RECORD_COLUMNS}, superseded_by_batch) \
+         SELECT {RECORD_COLUMNS}, ?2 FROM records WHERE key_hash = ?1"
+    )
+});
+
+/// Replace the current version of the record under key `?1` (see [`supersede_sql`]); `OR FAIL` as
+/// above. Without it, SQLite copied every page the update touched into a statement journal.
+static SUPERSEDE_SQL: LazyLock<String> = LazyLock::new(|| supersede_sql("UPDATE OR FAIL", "?"));
+
 /// Records per insert statement. Each statement costs a fixed overhead (opening and closing a
 /// cursor on the table and each index, starting and halting the program) that eight rows share;
 /// more rows per statement measured no better.
@@ -459,16 +473,13 @@ impl NativeBatch {
         let batch_id = batch_id.to_owned();
         let at = ingested_at.to_owned();
         self.writer.queue(move |c| {
-            c.prepare_cached(&format!(
-                "INSERT INTO record_history ({RECORD_COLUMNS}, superseded_by_batch) \
-                 SELECT {RECORD_COLUMNS}, ?2 FROM records WHERE key_hash = ?1"
-            ))
-            .and_then(|mut st| st.execute(rusqlite::params![r.key_hash, batch_id]))
-            .map_err(sqlite_error)?;
+            c.prepare_cached(&SUPERSEDED_TO_HISTORY_SQL)
+                .and_then(|mut st| st.execute(rusqlite::params![r.key_hash, batch_id]))
+                .map_err(sqlite_error)?;
             let key: [&dyn rusqlite::ToSql; 1] = [&r.key_hash];
             let version = version_params(&r, &batch_id, &at);
             let updated = c
-                .prepare_cached(&supersede_sql("?"))
+                .prepare_cached(&SUPERSEDE_SQL)
                 .and_then(|mut st| {
                     st.execute(rusqlite::params_from_iter(key.iter().chain(version.iter())))
                 })
