@@ -508,20 +508,16 @@ async fn a_postgres_department_table_is_ingested() {
 }
 
 fn record(key: &str) -> xy_store::NewRecord {
-    xy_store::NewRecord {
-        category: "xzcf".into(),
-        key_hash: key.into(),
-        status: "active".into(),
-        source_unit: "91350100M000100Y43".into(),
-        subject_code: None,
-        subject_index: None,
-        document_number: "D1".into(),
-        decision_date: None,
-        lag_days: None,
-        content_hash: "c".into(),
-        payload: "{}".into(),
-        personal: None,
-    }
+    xy_store::NewRecord::new(xy_store::RecordFields {
+        category: "xzcf",
+        key_hash: key,
+        status: "active",
+        source_unit: "91350100M000100Y43",
+        document_number: "D1",
+        content_hash: "c",
+        payload: "{}",
+        ..Default::default()
+    })
 }
 
 /// A write that fails inside a batch (here a second record under the same business key, which the

@@ -295,7 +295,7 @@ impl Ingestor {
             while chunk.len() < CHUNK {
                 match rows.next_prepared() {
                     Some(Ok(Prepared::Valid { record, .. })) => {
-                        if seen.insert(record.key_hash.clone()) {
+                        if seen.insert(record.key_hash().to_owned()) {
                             chunk.push(record);
                         }
                     }
@@ -553,8 +553,8 @@ impl SourceUnits {
         for p in rows {
             if let Prepared::Valid { record, .. } = p {
                 match &self.first {
-                    None => self.first = Some(record.source_unit.clone()),
-                    Some(u) if *u != record.source_unit => self.several = true,
+                    None => self.first = Some(record.fields().source_unit.to_owned()),
+                    Some(u) if u != record.fields().source_unit => self.several = true,
                     Some(_) => {}
                 }
             }
@@ -671,10 +671,10 @@ impl BatchState<'_> {
             .iter()
             .filter_map(|p| match p {
                 Prepared::Valid { record, .. }
-                    if !carried.contains_key(&record.key_hash)
-                        && self.known.check_and_insert(&record.key_hash) =>
+                    if !carried.contains_key(record.key_hash())
+                        && self.known.check_and_insert(record.key_hash()) =>
                 {
-                    Some(record.key_hash.as_str())
+                    Some(record.key_hash())
                 }
                 _ => None,
             })
@@ -715,14 +715,16 @@ impl BatchState<'_> {
                     record,
                     warnings,
                 } => {
-                    let outcome = match view.content_hash(&record.key_hash) {
+                    let outcome = match view.content_hash(record.key_hash()) {
                         None => Outcome::Stored,
-                        Some(current) if current == record.content_hash => Outcome::Duplicate,
+                        Some(current) if current == record.content_hash() => Outcome::Duplicate,
                         Some(_) => Outcome::Updated,
                     };
                     if outcome != Outcome::Duplicate {
-                        view.chunk
-                            .insert(record.key_hash.clone(), record.content_hash.clone());
+                        view.chunk.insert(
+                            record.key_hash().to_owned(),
+                            record.content_hash().to_owned(),
+                        );
                     }
                     match outcome {
                         Outcome::Stored => to_insert.push(record),

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use xy_policy::dates::parse_date;
 use xy_policy::{Category, HeaderMapping};
-use xy_store::{NewRecord, NodeKeys, RowFault};
+use xy_store::{NewRecord, NodeKeys, RecordFields, RowFault};
 
 use std::sync::Arc;
 
@@ -41,7 +41,7 @@ pub(crate) struct PreparedRows<'s> {
     source_unit: Option<String>,
     row: u64,
     cells: Vec<String>,
-    values: Vec<String>,
+    buffers: RowBuffers,
     rng: rand::rngs::ThreadRng,
 }
 
@@ -69,7 +69,7 @@ impl<'s> PreparedRows<'s> {
             source_unit,
             row: 0,
             cells: Vec::new(),
-            values: Vec::new(),
+            buffers: RowBuffers::default(),
             rng: rand::rng(),
         })
     }
@@ -111,12 +111,21 @@ impl<'s> PreparedRows<'s> {
                 self.row,
                 &self.mapping,
                 &self.cells,
-                &mut self.values,
+                &mut self.buffers,
                 &mut self.rng,
             ),
             Err(e) => ctx.reject_unreadable(self.row, e),
         }))
     }
+}
+
+/// Buffers reused from row to row: the mapped values, and the payload and personal objects of a
+/// record before they are copied into it.
+#[derive(Default)]
+struct RowBuffers {
+    values: Vec<String>,
+    payload: String,
+    personal: String,
 }
 
 struct RowContext<'a> {
@@ -156,10 +165,15 @@ impl RowContext<'_> {
         row: u64,
         mapping: &HeaderMapping,
         cells: &[String],
-        values: &mut Vec<String>,
+        buffers: &mut RowBuffers,
         rng: &mut impl rand::RngCore,
     ) -> Prepared {
         let cat = self.category;
+        let RowBuffers {
+            values,
+            payload,
+            personal,
+        } = buffers;
         cat.map_row_into(mapping, cells.iter().map(String::as_str), values);
         let values = &mut values[..];
         cat.clean(values);
@@ -202,12 +216,18 @@ impl RowContext<'_> {
         }
         Prepared::Valid {
             row,
-            record: self.record(values, rng),
+            record: self.record(values, payload, personal, rng),
             warnings: verdict.warnings,
         }
     }
 
-    fn record(&self, values: &[String], rng: &mut impl rand::RngCore) -> NewRecord {
+    fn record(
+        &self,
+        values: &[String],
+        payload: &mut String,
+        personal: &mut String,
+        rng: &mut impl rand::RngCore,
+    ) -> NewRecord {
         let cat = self.category;
         let key = cat.business_key(values);
         let key_hash = self.keys.keyed_hash(&[
@@ -218,28 +238,28 @@ impl RowContext<'_> {
             key.source_unit.as_bytes(),
         ]);
         // Non-personal fields go to the payload, personal ones to a separate object that is sealed.
-        let mut payload = String::with_capacity(1024);
-        let mut personal = String::new();
+        payload.clear();
+        personal.clear();
         for (field, value) in cat.fields.iter().zip(values) {
             if value.is_empty() {
                 continue;
             }
             let out = if field.personal {
-                &mut personal
+                &mut *personal
             } else {
-                &mut payload
+                &mut *payload
             };
             out.push(if out.is_empty() { '{' } else { ',' });
             push_json_str(out, &field.name);
             out.push(':');
             push_json_str(out, value);
         }
-        close_object(&mut payload);
+        close_object(payload);
         let content_hash = self
             .keys
             .fingerprint(&[payload.as_bytes(), personal.as_bytes()]);
-        let personal = (!personal.is_empty()).then(|| {
-            close_object(&mut personal);
+        let sealed = (!personal.is_empty()).then(|| {
+            close_object(personal);
             self.keys
                 .seal(key_hash.as_bytes(), personal.as_bytes(), rng)
         });
@@ -248,22 +268,24 @@ impl RowContext<'_> {
             Some("2") => "inactive",
             _ => "active",
         };
-        NewRecord {
-            category: cat.code.clone(),
-            key_hash,
-            status: status.to_owned(),
-            source_unit: key.source_unit.to_owned(),
-            subject_code: cat.subject_uscc(values).map(str::to_owned),
-            subject_index: cat
-                .subject_id_number(values)
-                .map(|id| self.keys.blind_index(id)),
-            document_number: key.document.to_owned(),
-            decision_date: decision.map(xy_policy::dates::format_date),
+        let decision_date = decision.map(xy_policy::dates::format_date);
+        let subject_index = cat
+            .subject_id_number(values)
+            .map(|id| self.keys.blind_index(id));
+        NewRecord::new(RecordFields {
+            category: &cat.code,
+            key_hash: &key_hash,
+            status,
+            source_unit: key.source_unit,
+            subject_code: cat.subject_uscc(values),
+            subject_index: subject_index.as_deref(),
+            document_number: key.document,
+            decision_date: decision_date.as_deref(),
             lag_days: decision.map(|d| (self.today - d).num_days()),
-            content_hash,
+            content_hash: &content_hash,
             payload,
-            personal,
-        }
+            personal: sealed.as_deref(),
+        })
     }
 }
 

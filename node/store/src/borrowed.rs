@@ -29,21 +29,28 @@ pub(crate) enum Param<'a> {
     Null,
 }
 
+/// For statements run through rusqlite (which copies texts), so that both kinds bind the same
+/// parameter lists.
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{Null, ToSqlOutput};
+        Ok(match *self {
+            Self::Int(v) => ToSqlOutput::from(v),
+            Self::Text(s) => ToSqlOutput::from(s),
+            Self::Null => ToSqlOutput::from(Null),
+        })
+    }
+}
+
 impl<'a> From<&'a str> for Param<'a> {
     fn from(s: &'a str) -> Self {
         Self::Text(s)
     }
 }
 
-impl<'a> From<&'a String> for Param<'a> {
-    fn from(s: &'a String) -> Self {
-        Self::Text(s)
-    }
-}
-
-impl<'a> From<&'a Option<String>> for Param<'a> {
-    fn from(s: &'a Option<String>) -> Self {
-        s.as_deref().map_or(Self::Null, Self::Text)
+impl<'a> From<Option<&'a str>> for Param<'a> {
+    fn from(s: Option<&'a str>) -> Self {
+        s.map_or(Self::Null, Self::Text)
     }
 }
 
@@ -229,8 +236,12 @@ mod tests {
                 // Each row's strings are dropped right after the call that bound them.
                 let b = format!("文本 {i} \"quoted\"");
                 let c_value = (i % 2 == 0).then(|| format!("key-{i}"));
-                st.execute([Param::Int(i), Param::from(&b), Param::from(&c_value)])
-                    .unwrap();
+                st.execute([
+                    Param::Int(i),
+                    Param::Text(&b),
+                    Param::from(c_value.as_deref()),
+                ])
+                .unwrap();
             }
         }
         let rows: Vec<(i64, String, Option<String>)> = c

@@ -34,7 +34,7 @@ use sqlx::{AnyPool, Row};
 
 pub use collection::{
     BatchSummary, BatchWriter, CollectionStore, ExistingRecord, INSERT_CHUNK, NewRecord, Outcome,
-    OutcomeCounts, PendingLookup, RecordFilter, ReportRow, RowFault, StoredRecord,
+    OutcomeCounts, PendingLookup, RecordFields, RecordFilter, ReportRow, RowFault, StoredRecord,
 };
 pub use datalog::{AuditReport, LogEntry};
 pub use db::{Backend, StoreLocation};

@@ -229,7 +229,8 @@ impl Drop for NativeWriter {
 use std::collections::HashMap;
 
 use crate::collection::{
-    ExistingRecord, LOOKUP_CHUNK, NewRecord, PendingLookup, RECORD_COLUMNS, SPAN_SQL, supersede_sql,
+    ExistingRecord, LOOKUP_CHUNK, NewRecord, PendingLookup, RECORD_COLUMNS, RecordFields, SPAN_SQL,
+    supersede_sql,
 };
 use crate::datalog::{COLUMNS as LOG_COLUMNS, GENESIS, LogEntry};
 
@@ -238,51 +239,6 @@ pub(crate) struct NativeBatch {
     writer: NativeWriter,
     first_id: i64,
     next_id: i64,
-    written: Disposal,
-}
-
-/// Frees written records on a thread of their own: the writer is the ingest's bottleneck, and
-/// freeing a chunk's thousands of strings (allocated by the thread that prepared them) took about
-/// 2.5% of its time. Records the thread cannot take are freed where they are.
-#[derive(Clone)]
-struct Disposal(Option<mpsc::Sender<Vec<NewRecord>>>);
-
-impl Disposal {
-    fn start() -> Self {
-        let (tx, rx) = mpsc::channel::<Vec<NewRecord>>();
-        let spawned = std::thread::Builder::new()
-            .name("xy-sqlite-free".into())
-            .spawn(move || rx.into_iter().for_each(drop));
-        Self(spawned.ok().map(|_| tx))
-    }
-
-    fn dispose(&self, records: Vec<NewRecord>) {
-        if let Some(tx) = &self.0 {
-            let _ = tx.send(records);
-        }
-    }
-}
-
-/// A record's version columns (see `VERSION_COLUMNS`) as rusqlite parameters, in their order.
-fn version_params<'a>(
-    r: &'a NewRecord,
-    batch_id: &'a dyn rusqlite::ToSql,
-    at: &'a dyn rusqlite::ToSql,
-) -> [&'a dyn rusqlite::ToSql; 12] {
-    [
-        &r.status,
-        &r.source_unit,
-        &r.subject_code,
-        &r.subject_index,
-        &r.document_number,
-        &r.decision_date,
-        &r.lag_days,
-        batch_id,
-        &r.content_hash,
-        &r.payload,
-        &r.personal,
-        at,
-    ]
 }
 
 /// Copy the current version of the record under key `?1` to history, superseded by batch `?2`.
@@ -322,24 +278,29 @@ fn insert_params<'a>(
     at: &'a str,
 ) -> impl Iterator<Item = Param<'a>> {
     rows.iter().flat_map(move |&(id, r)| {
-        [
-            Param::Int(id),
-            Param::from(&r.category),
-            Param::from(&r.key_hash),
-            Param::from(&r.status),
-            Param::from(&r.source_unit),
-            Param::from(&r.subject_code),
-            Param::from(&r.subject_index),
-            Param::from(&r.document_number),
-            Param::from(&r.decision_date),
-            Param::from(r.lag_days),
-            Param::Text(batch_id),
-            Param::from(&r.content_hash),
-            Param::from(&r.payload),
-            Param::from(&r.personal),
-            Param::Text(at),
-        ]
+        let f = r.fields();
+        [Param::Int(id), f.category.into(), f.key_hash.into()]
+            .into_iter()
+            .chain(version_params(f, batch_id, at))
     })
+}
+
+/// A record's version columns (see `VERSION_COLUMNS`), in their order.
+fn version_params<'a>(f: RecordFields<'a>, batch_id: &'a str, at: &'a str) -> [Param<'a>; 12] {
+    [
+        f.status.into(),
+        f.source_unit.into(),
+        f.subject_code.into(),
+        f.subject_index.into(),
+        f.document_number.into(),
+        f.decision_date.into(),
+        f.lag_days.into(),
+        batch_id.into(),
+        f.content_hash.into(),
+        f.payload.into(),
+        f.personal.into(),
+        at.into(),
+    ]
 }
 
 /// Write `records` in the order `order`, with ids from `first` on, [`INSERT_GROUP`] to a statement.
@@ -390,7 +351,6 @@ impl NativeBatch {
             writer,
             first_id: next_id,
             next_id,
-            written: Disposal::start(),
         })
     }
 
@@ -446,19 +406,15 @@ impl NativeBatch {
         let first = self.next_id;
         self.next_id += records.len() as i64;
         let mut order: Vec<usize> = (0..records.len()).collect();
-        order.sort_unstable_by(|&a, &b| records[a].key_hash.cmp(&records[b].key_hash));
+        order.sort_unstable_by(|&a, &b| records[a].key_hash().cmp(records[b].key_hash()));
         let mut ids = vec![0; records.len()];
         for (id, &i) in (first..).zip(&order) {
             ids[i] = id;
         }
         let batch_id = batch_id.to_owned();
         let at = ingested_at.to_owned();
-        let written = self.written.clone();
-        self.writer.queue(move |c| {
-            let result = insert_records(c, first, &order, &records, &batch_id, &at);
-            written.dispose(records);
-            result
-        })?;
+        self.writer
+            .queue(move |c| insert_records(c, first, &order, &records, &batch_id, &at))?;
         Ok(ids)
     }
 
@@ -473,21 +429,20 @@ impl NativeBatch {
         let batch_id = batch_id.to_owned();
         let at = ingested_at.to_owned();
         self.writer.queue(move |c| {
+            let f = r.fields();
             c.prepare_cached(&SUPERSEDED_TO_HISTORY_SQL)
-                .and_then(|mut st| st.execute(rusqlite::params![r.key_hash, batch_id]))
+                .and_then(|mut st| st.execute(rusqlite::params![f.key_hash, batch_id]))
                 .map_err(sqlite_error)?;
-            let key: [&dyn rusqlite::ToSql; 1] = [&r.key_hash];
-            let version = version_params(&r, &batch_id, &at);
+            let params =
+                std::iter::once(Param::Text(f.key_hash)).chain(version_params(f, &batch_id, &at));
             let updated = c
                 .prepare_cached(&SUPERSEDE_SQL)
-                .and_then(|mut st| {
-                    st.execute(rusqlite::params_from_iter(key.iter().chain(version.iter())))
-                })
+                .and_then(|mut st| st.execute(rusqlite::params_from_iter(params)))
                 .map_err(sqlite_error)?;
             if updated == 1 {
                 Ok(())
             } else {
-                Err(StoreError::NotFound(format!("record {}", r.key_hash)))
+                Err(StoreError::NotFound(format!("record {}", f.key_hash)))
             }
         })
     }

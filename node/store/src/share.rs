@@ -7,7 +7,9 @@ use xy_exchange::{Cursor, FlowRecord, SignedBatch, WorkOrder};
 
 use crate::collection::{RECORD_COLUMNS, stored_record};
 use crate::flows::{Applied, FlowWriter, Statement};
-use crate::{BatchSummary, CollectionStore, NewRecord, OutcomeCounts, StoreError, StoredRecord};
+use crate::{
+    BatchSummary, CollectionStore, NewRecord, OutcomeCounts, RecordFields, StoreError, StoredRecord,
+};
 
 /// A record of the share feed, with its position: the current version of a record as its batch
 /// wrote it, payload as stored (JSON text), personal fields still sealed.
@@ -255,26 +257,40 @@ impl CollectionStore {
                 "record {id} is already withdrawn"
             )));
         }
-        let payload: String = row.try_get("payload")?;
-        let record = NewRecord {
-            category: row.try_get("category")?,
-            key_hash: row.try_get("key_hash")?,
-            status: "withdrawn".into(),
-            source_unit: row.try_get("source_unit")?,
-            subject_code: row.try_get("subject_code")?,
-            subject_index: row.try_get("subject_index")?,
-            document_number: row.try_get("document_number")?,
-            decision_date: row.try_get("decision_date")?,
+        let text = |column: &str| row.try_get::<String, _>(column);
+        let optional = |column: &str| row.try_get::<Option<String>, _>(column);
+        let (category, key_hash, source_unit) =
+            (text("category")?, text("key_hash")?, text("source_unit")?);
+        let (subject_code, subject_index, decision_date, personal) = (
+            optional("subject_code")?,
+            optional("subject_index")?,
+            optional("decision_date")?,
+            optional("personal")?,
+        );
+        let (document_number, content_hash, payload) = (
+            text("document_number")?,
+            text("content_hash")?,
+            text("payload")?,
+        );
+        let record = NewRecord::new(RecordFields {
+            category: &category,
+            key_hash: &key_hash,
+            status: "withdrawn",
+            source_unit: &source_unit,
+            subject_code: subject_code.as_deref(),
+            subject_index: subject_index.as_deref(),
+            document_number: &document_number,
+            decision_date: decision_date.as_deref(),
             lag_days: row.try_get("lag_days")?,
-            content_hash: row.try_get("content_hash")?,
-            payload,
-            personal: row.try_get("personal")?,
-        };
+            content_hash: &content_hash,
+            payload: &payload,
+            personal: personal.as_deref(),
+        });
         let summary = BatchSummary {
             batch_id: batch_id.to_owned(),
             operator: operator.to_owned(),
-            source_unit: record.source_unit.clone(),
-            category: record.category.clone(),
+            source_unit: source_unit.clone(),
+            category: category.clone(),
             source: format!("retraction of record {id}"),
             counts: OutcomeCounts {
                 total: 1,
