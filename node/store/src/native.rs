@@ -16,7 +16,28 @@ use tokio::sync::oneshot;
 use crate::StoreError;
 use crate::borrowed::{BorrowedStatement, Param};
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+type Job = Box<dyn for<'c> FnOnce(&mut Session<'c>) + Send>;
+
+/// What the writer thread's jobs run on: its connection, and the copy-free insert statements
+/// prepared on it so far (kept for the whole batch: preparing the multi-row insert for every chunk
+/// showed in the writer's profile).
+pub(crate) struct Session<'c> {
+    conn: &'c Connection,
+    inserts: HashMap<usize, BorrowedStatement<'c>>,
+}
+
+impl<'c> Session<'c> {
+    /// The record insert of `rows` rows ([`insert_records_sql`]), prepared once.
+    fn insert_statement(&mut self, rows: usize) -> Result<&mut BorrowedStatement<'c>, StoreError> {
+        let conn = self.conn;
+        match self.inserts.entry(rows) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                Ok(e.insert(BorrowedStatement::prepare(conn, &insert_records_sql(rows))?))
+            }
+        }
+    }
+}
 
 /// The result of a [`NativeWriter::request`], still on its way.
 pub(crate) type Reply<R> = oneshot::Receiver<Result<R, StoreError>>;
@@ -115,7 +136,7 @@ impl NativeWriter {
                     .map_err(sqlite_error)?;
                     Ok(conn)
                 })();
-                let mut conn = match opened {
+                let conn = match opened {
                     Ok(c) => {
                         let _ = ready_tx.send(Ok(()));
                         c
@@ -125,9 +146,15 @@ impl NativeWriter {
                         return;
                     }
                 };
+                let mut session = Session {
+                    conn: &conn,
+                    inserts: HashMap::new(),
+                };
                 while let Ok(job) = rx.recv() {
-                    job(&mut conn);
+                    job(&mut session);
                 }
+                // Statements are finalized before their connection closes.
+                drop(session);
                 // Channel closed: a committed batch has ended its transaction; an abandoned one is
                 // rolled back when the connection closes.
             })
@@ -148,7 +175,7 @@ impl NativeWriter {
     pub(crate) async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         reply(self.request(f)?).await
     }
@@ -158,11 +185,11 @@ impl NativeWriter {
     pub(crate) fn request<R, F>(&self, f: F) -> Result<Reply<R>, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let _ = tx.send(f(conn));
+        let job: Job = Box::new(move |session: &mut Session<'_>| {
+            let _ = tx.send(f(session.conn));
         });
         self.jobs
             .as_ref()
@@ -176,11 +203,19 @@ impl NativeWriter {
     /// Jobs run in order, so a later call sees everything queued before it.
     pub(crate) fn queue<F>(&mut self, f: F) -> Result<(), StoreError>
     where
-        F: FnOnce(&mut Connection) -> Result<(), StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
+    {
+        self.queue_in_session(move |session| f(session.conn))
+    }
+
+    /// [`NativeWriter::queue`] for a job that uses the session's prepared statements.
+    fn queue_in_session<F>(&mut self, f: F) -> Result<(), StoreError>
+    where
+        F: for<'c> FnOnce(&mut Session<'c>) -> Result<(), StoreError> + Send + 'static,
     {
         let failures = self.failures.clone();
-        let job: Job = Box::new(move |conn| {
-            if let Err(e) = f(conn)
+        let job: Job = Box::new(move |session: &mut Session<'_>| {
+            if let Err(e) = f(session)
                 && let Ok(mut slot) = failures.lock()
             {
                 slot.get_or_insert(e);
@@ -207,8 +242,8 @@ impl NativeWriter {
         if let Some(jobs) = self.jobs.take()
             && checkpoint
         {
-            let _ = jobs.send(Box::new(|conn| {
-                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+            let _ = jobs.send(Box::new(|session: &mut Session<'_>| {
+                if let Err(e) = session.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
                     tracing::warn!(error = %e, "checkpoint after batch failed");
                 }
             }));
@@ -306,7 +341,7 @@ fn version_params<'a>(f: RecordFields<'a>, batch_id: &'a str, at: &'a str) -> [P
 /// Write `records` in the order `order`, with ids from `first` on, [`INSERT_GROUP`] to a statement.
 /// Values are bound where they are, without SQLite copying them first (see [`BorrowedStatement`]).
 fn insert_records(
-    c: &rusqlite::Connection,
+    session: &mut Session<'_>,
     first: i64,
     order: &[usize],
     records: &[NewRecord],
@@ -316,13 +351,13 @@ fn insert_records(
     let rows: Vec<(i64, &NewRecord)> = (first..).zip(order.iter().map(|&i| &records[i])).collect();
     let mut groups = rows.chunks_exact(INSERT_GROUP);
     if groups.len() > 0 {
-        let mut grouped = BorrowedStatement::prepare(c, &insert_records_sql(INSERT_GROUP))?;
+        let grouped = session.insert_statement(INSERT_GROUP)?;
         for group in &mut groups {
             grouped.execute(insert_params(group, batch_id, at))?;
         }
     }
     if !groups.remainder().is_empty() {
-        let mut single = BorrowedStatement::prepare(c, &insert_records_sql(1))?;
+        let single = session.insert_statement(1)?;
         for row in groups.remainder().chunks(1) {
             single.execute(insert_params(row, batch_id, at))?;
         }
@@ -413,8 +448,9 @@ impl NativeBatch {
         }
         let batch_id = batch_id.to_owned();
         let at = ingested_at.to_owned();
-        self.writer
-            .queue(move |c| insert_records(c, first, &order, &records, &batch_id, &at))?;
+        self.writer.queue_in_session(move |session| {
+            insert_records(session, first, &order, &records, &batch_id, &at)
+        })?;
         Ok(ids)
     }
 
