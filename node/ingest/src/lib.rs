@@ -16,7 +16,6 @@ pub mod report;
 mod source;
 pub mod view;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +26,7 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 use xy_policy::{Category, PolicyError, PolicySet};
 use xy_store::{
-    BatchSummary, CollectionStore, ExistingRecord, NewRecord, NodeKeys, Outcome, OutcomeCounts,
+    BatchSummary, CollectionStore, ExistingRecord, KeyMap, NewRecord, NodeKeys, Outcome, OutcomeCounts,
     ReportRow, StoreError,
 };
 
@@ -573,9 +572,9 @@ impl SourceUnits {
 /// What the writer stage knows of business keys, newest first: this chunk's own outcomes, the
 /// previous chunk's, then the store as the lookup saw it. Each maps a key to its current content hash.
 struct KeyView<'k> {
-    chunk: HashMap<String, String>,
-    previous: &'k HashMap<String, String>,
-    stored: HashMap<String, ExistingRecord>,
+    chunk: KeyMap<String>,
+    previous: &'k KeyMap<String>,
+    stored: KeyMap<ExistingRecord>,
 }
 
 impl KeyView<'_> {
@@ -599,7 +598,7 @@ enum ChunkWrite {
 struct Classified {
     writes: Vec<ChunkWrite>,
     remarks: Vec<ReportRow>,
-    outcomes: HashMap<String, String>,
+    outcomes: KeyMap<String>,
 }
 
 /// The writer stage of one batch: its transaction, the keys it has seen, counts and report.
@@ -626,7 +625,7 @@ impl BatchState<'_> {
         rx: &mut mpsc::Receiver<StageMessage>,
         units: &mut SourceUnits,
     ) -> Result<(), IngestError> {
-        let mut carried = HashMap::new();
+        let mut carried = KeyMap::default();
         let Some(mut rows) = next_rows(rx).await else {
             return Ok(());
         };
@@ -665,7 +664,7 @@ impl BatchState<'_> {
     async fn lookup(
         &mut self,
         rows: &[Prepared],
-        carried: &HashMap<String, String>,
+        carried: &KeyMap<String>,
     ) -> Result<xy_store::PendingLookup, IngestError> {
         let keys: Vec<&str> = rows
             .iter()
@@ -687,11 +686,11 @@ impl BatchState<'_> {
     fn classify(
         &mut self,
         rows: Vec<Prepared>,
-        stored: HashMap<String, ExistingRecord>,
-        carried: &HashMap<String, String>,
+        stored: KeyMap<ExistingRecord>,
+        carried: &KeyMap<String>,
     ) -> Result<Classified, IngestError> {
         let mut view = KeyView {
-            chunk: HashMap::with_capacity(rows.len()),
+            chunk: KeyMap::with_capacity_and_hasher(rows.len(), Default::default()),
             previous: carried,
             stored,
         };

@@ -33,7 +33,7 @@ mod share;
 use sqlx::{AnyPool, Row};
 
 pub use collection::{
-    BatchSummary, BatchWriter, CollectionStore, ExistingRecord, INSERT_CHUNK, NewRecord, Outcome,
+    BatchSummary, BatchWriter, CollectionStore, ExistingRecord, INSERT_CHUNK, KeyMap, NewRecord, Outcome,
     OutcomeCounts, PendingLookup, RecordFields, RecordFilter, ReportRow, RowFault, StoredRecord,
 };
 pub use datalog::{AuditReport, LogEntry};

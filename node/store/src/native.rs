@@ -264,7 +264,7 @@ impl Drop for NativeWriter {
 use std::collections::HashMap;
 
 use crate::collection::{
-    ExistingRecord, LOOKUP_CHUNK, NewRecord, PendingLookup, RECORD_COLUMNS, RecordFields, SPAN_SQL,
+    ExistingRecord, KeyMap, LOOKUP_CHUNK, NewRecord, PendingLookup, RECORD_COLUMNS, RecordFields, SPAN_SQL,
     supersede_sql,
 };
 use crate::datalog::{COLUMNS as LOG_COLUMNS, GENESIS, LogEntry};
@@ -402,7 +402,7 @@ impl NativeBatch {
         let category = category.to_owned();
         let keys: Vec<String> = key_hashes.iter().map(|k| (*k).to_owned()).collect();
         let reply = self.writer.request(move |c| {
-            let mut found = HashMap::new();
+            let mut found = KeyMap::default();
             for chunk in keys.chunks(LOOKUP_CHUNK) {
                 let sql = format!(
                     "SELECT key_hash, id, version, content_hash FROM records WHERE category = ? AND key_hash IN ({})",

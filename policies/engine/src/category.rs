@@ -51,7 +51,7 @@ pub struct Field {
     /// Whether the value is personal information (encrypted at rest, masked in output).
     pub personal: bool,
     not_future: bool,
-    enumeration: Option<Arc<HashSet<String>>>,
+    enumeration: Option<Arc<crate::EnumSet>>,
     enum_name: Option<String>,
     id_type_field: Option<usize>,
 }

@@ -85,10 +85,14 @@ pub enum PolicyError {
     NoKnownColumns(String),
 }
 
+/// The allowed values of an enumeration, looked up for every enumerated field of every row (a fast
+/// hasher: std's SipHash showed in the ingest's profile; lookups never insert input).
+pub(crate) type EnumSet = HashSet<String, foldhash::fast::RandomState>;
+
 /// Data shared by all categories of a policy set.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) enums: HashMap<String, Arc<HashSet<String>>>,
+    pub(crate) enums: HashMap<String, Arc<EnumSet>>,
     pub(crate) enum_lists: HashMap<String, Vec<String>>,
     pub(crate) penalty_synonyms: HashMap<String, Vec<String>>,
 }
