@@ -26,8 +26,8 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 use xy_policy::{Category, PolicyError, PolicySet};
 use xy_store::{
-    BatchSummary, CollectionStore, ExistingRecord, KeyMap, NewRecord, NodeKeys, Outcome, OutcomeCounts,
-    ReportRow, StoreError,
+    BatchSummary, CollectionStore, ExistingRecord, KeyMap, NewRecord, NodeKeys, Outcome,
+    OutcomeCounts, ReportRow, StoreError,
 };
 
 use crate::prepare::{Prepared, PreparedRows};

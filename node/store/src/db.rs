@@ -57,24 +57,34 @@ pub(crate) async fn open_pool(
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Io(dir.display().to_string(), e))?;
             let path = dir.join(format!("{store}.db"));
-            open_sqlite(&path).await
+            open_sqlite(&path, sqlite_page_size(store)).await
         }
         StoreLocation::Postgres(url) => open_postgres(url, store).await,
     }
 }
 
-async fn open_sqlite(path: &Path) -> Result<AnyPool, StoreError> {
+/// The page size a new SQLite store file is created with (it cannot change afterwards without a
+/// `VACUUM`). 16 KiB suits ~1 KiB records. The collection store takes 32 KiB: its batches are
+/// large runs of new records, and the ingest ran about 6% faster with them (4.71 against 5.01 s a
+/// million rows, mean of seven alternating pairs; 64 KiB was slower again, every new version then
+/// dirtying a larger page). The return-flow store measured slower with 32 KiB pages than 16 KiB.
+fn sqlite_page_size(store: &str) -> u32 {
+    if store == "collection" { 32768 } else { 16384 }
+}
+
+async fn open_sqlite(path: &Path, page_size: u32) -> Result<AnyPool, StoreError> {
     let url = format!("sqlite://{}?mode=rwc", path.display());
     let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
     let pool = AnyPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(60))
-        .after_connect(|conn, _meta| {
+        .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 // WAL lets readers work while a batch is written; FULL makes every committed batch
                 // durable; the larger cache keeps index inserts in memory during big batches.
-                // 16 KiB pages suit ~1 KiB records; it takes effect only when a file is created.
-                conn.execute("PRAGMA page_size = 16384").await?;
+                // The page size takes effect only when a file is created (see sqlite_page_size).
+                conn.execute(format!("PRAGMA page_size = {page_size}").as_str())
+                    .await?;
                 conn.execute("PRAGMA journal_mode = WAL").await?;
                 conn.execute("PRAGMA synchronous = FULL").await?;
                 conn.execute("PRAGMA busy_timeout = 30000").await?;

@@ -33,8 +33,9 @@ mod share;
 use sqlx::{AnyPool, Row};
 
 pub use collection::{
-    BatchSummary, BatchWriter, CollectionStore, ExistingRecord, INSERT_CHUNK, KeyMap, NewRecord, Outcome,
-    OutcomeCounts, PendingLookup, RecordFields, RecordFilter, ReportRow, RowFault, StoredRecord,
+    BatchSummary, BatchWriter, CollectionStore, ExistingRecord, INSERT_CHUNK, KeyMap, NewRecord,
+    Outcome, OutcomeCounts, PendingLookup, RecordFields, RecordFilter, ReportRow, RowFault,
+    StoredRecord,
 };
 pub use datalog::{AuditReport, LogEntry};
 pub use db::{Backend, StoreLocation};

@@ -264,8 +264,8 @@ impl Drop for NativeWriter {
 use std::collections::HashMap;
 
 use crate::collection::{
-    ExistingRecord, KeyMap, LOOKUP_CHUNK, NewRecord, PendingLookup, RECORD_COLUMNS, RecordFields, SPAN_SQL,
-    supersede_sql,
+    ExistingRecord, KeyMap, LOOKUP_CHUNK, NewRecord, PendingLookup, RECORD_COLUMNS, RecordFields,
+    SPAN_SQL, supersede_sql,
 };
 use crate::datalog::{COLUMNS as LOG_COLUMNS, GENESIS, LogEntry};
 
