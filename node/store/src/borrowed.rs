@@ -21,7 +21,8 @@ use rusqlite::{Connection, ffi};
 use crate::StoreError;
 use crate::native::sqlite_error;
 
-/// One value bound to a parameter.
+/// One value bound to a parameter, borrowed for the call that binds it (unlike
+/// [`crate::flows::Param`], the owned parameter of flow statements on either engine).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Param<'a> {
     Int(i64),
