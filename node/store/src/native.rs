@@ -6,6 +6,8 @@
 //! Async callers send closures over a channel and await their replies. If the writer is dropped
 //! without a commit, the connection closes with the transaction open and SQLite rolls it back.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::Path;
 use std::sync::LazyLock;
 use std::sync::mpsc;
@@ -31,8 +33,8 @@ impl<'c> Session<'c> {
     fn insert_statement(&mut self, rows: usize) -> Result<&mut BorrowedStatement<'c>, StoreError> {
         let conn = self.conn;
         match self.inserts.entry(rows) {
-            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
-            std::collections::hash_map::Entry::Vacant(e) => {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(e) => {
                 Ok(e.insert(BorrowedStatement::prepare(conn, &insert_records_sql(rows))?))
             }
         }
@@ -260,8 +262,6 @@ impl Drop for NativeWriter {
         self.thread.take();
     }
 }
-
-use std::collections::HashMap;
 
 use crate::collection::{
     ExistingRecord, KeyMap, LOOKUP_CHUNK, NewRecord, PendingLookup, RECORD_COLUMNS, RecordFields,
