@@ -55,12 +55,6 @@ impl<'a> From<Option<&'a str>> for Param<'a> {
     }
 }
 
-impl From<i64> for Param<'_> {
-    fn from(v: i64) -> Self {
-        Self::Int(v)
-    }
-}
-
 impl From<Option<i64>> for Param<'_> {
     fn from(v: Option<i64>) -> Self {
         v.map_or(Self::Null, Self::Int)

@@ -27,15 +27,13 @@ pub struct NewRecord {
     text: String,
     /// End of each text in `text`, in the order of [`NewRecord::fields`].
     ends: [usize; TEXTS],
-    /// Bit `b` set: the optional text `OPTIONAL[b]` is absent (an absent text is also empty).
-    absent: u8,
+    /// Bit `i` set: text `i`, an optional one, is absent (and empty).
+    absent: u16,
     lag_days: Option<i64>,
 }
 
 /// The texts of a [`NewRecord`].
 const TEXTS: usize = 11;
-/// Which texts are optional (subject code, subject index, decision date, personal).
-const OPTIONAL: [usize; 4] = [4, 5, 7, 10];
 
 /// The columns of a [`NewRecord`], borrowed: what it is built from and read back as.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,11 +86,7 @@ impl NewRecord {
         for (i, t) in texts.iter().enumerate() {
             match t {
                 Some(t) => text.push_str(t),
-                None => {
-                    if let Some(bit) = OPTIONAL.iter().position(|&o| o == i) {
-                        absent |= 1 << bit;
-                    }
-                }
+                None => absent |= 1 << i,
             }
             ends[i] = text.len();
         }
@@ -109,9 +103,8 @@ impl NewRecord {
         &self.text[start..self.ends[i]]
     }
 
-    /// Optional text `OPTIONAL[bit]`.
-    fn optional(&self, bit: usize) -> Option<&str> {
-        (self.absent & (1 << bit) == 0).then(|| self.text(OPTIONAL[bit]))
+    fn optional(&self, i: usize) -> Option<&str> {
+        (self.absent & (1 << i) == 0).then(|| self.text(i))
     }
 
     /// Every column of the record.
@@ -121,14 +114,14 @@ impl NewRecord {
             key_hash: self.text(1),
             status: self.text(2),
             source_unit: self.text(3),
-            subject_code: self.optional(0),
-            subject_index: self.optional(1),
+            subject_code: self.optional(4),
+            subject_index: self.optional(5),
             document_number: self.text(6),
-            decision_date: self.optional(2),
+            decision_date: self.optional(7),
             lag_days: self.lag_days,
             content_hash: self.text(8),
             payload: self.text(9),
-            personal: self.optional(3),
+            personal: self.optional(10),
         }
     }
 
